@@ -1,0 +1,122 @@
+from django.db import models
+from django.db.models import F, Q
+
+from dpp.models import Tenant
+
+
+class Plan(models.Model):
+    """What a tenant may do: rate limits, concurrency, cost ceiling, packs, retention."""
+
+    name = models.SlugField(max_length=50, unique=True)
+    submit_per_minute = models.PositiveIntegerField()
+    poll_per_minute = models.PositiveIntegerField()
+    max_concurrent_runs = models.PositiveIntegerField()
+    max_cost_per_run_micros = models.BigIntegerField()
+    allowed_pack_types = models.JSONField(default=list)
+    retention_days = models.PositiveIntegerField(default=30)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(max_cost_per_run_micros__gt=0), name="plan_max_cost_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Account(models.Model):
+    """A tenant's budget, after TigerBeetle's account model.
+
+    available = credits_posted - debits_posted - debits_pending. The CHECK constraint
+    makes a negative balance impossible even if application code is wrong.
+    """
+
+    tenant = models.OneToOneField(Tenant, on_delete=models.PROTECT, related_name="account")
+    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="accounts")
+    credits_posted = models.BigIntegerField(default=0)
+    debits_posted = models.BigIntegerField(default=0)
+    debits_pending = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(credits_posted__gte=0)
+                & Q(debits_posted__gte=0)
+                & Q(debits_pending__gte=0),
+                name="account_columns_non_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(debits_posted__lte=F("credits_posted") - F("debits_pending")),
+                name="account_cannot_overdraw",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"account of {self.tenant_id}"
+
+    @property
+    def available_micros(self) -> int:
+        return self.credits_posted - self.debits_posted - self.debits_pending
+
+
+class Transfer(models.Model):
+    """One append-only ledger entry.
+
+    TOPUP credits; RESERVE moves an amount to pending; SETTLE posts ``amount`` (the
+    charge, never more than the reservation) and releases the rest; VOID releases the
+    whole reservation (``amount`` is what it released); ADJUST is an operator's signed
+    correction: positive credits, negative debits.
+    """
+
+    class Kind(models.TextChoices):
+        TOPUP = "TOPUP"
+        RESERVE = "RESERVE"
+        SETTLE = "SETTLE"
+        VOID = "VOID"
+        ADJUST = "ADJUST"
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="transfers")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    run = models.ForeignKey(
+        "runs.Run", on_delete=models.PROTECT, null=True, blank=True, related_name="transfers"
+    )
+    amount_micros = models.BigIntegerField()
+    reason = models.CharField(max_length=500, blank=True)
+    actor = models.CharField(max_length=200, blank=True)
+    trace_id = models.CharField(max_length=32, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["account", "kind"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run"], condition=Q(kind="RESERVE"), name="transfer_one_reserve_per_run"
+            ),
+            models.UniqueConstraint(
+                fields=["run"],
+                condition=Q(kind__in=["SETTLE", "VOID"]),
+                name="transfer_one_finalization_per_run",
+            ),
+            models.CheckConstraint(
+                condition=Q(kind="ADJUST", amount_micros__lt=0)
+                | Q(kind="ADJUST", amount_micros__gt=0)
+                | Q(kind="TOPUP", amount_micros__gt=0)
+                | Q(kind__in=["RESERVE", "SETTLE", "VOID"], amount_micros__gte=0),
+                name="transfer_amount_sign_by_kind",
+            ),
+            models.CheckConstraint(
+                condition=Q(kind__in=["RESERVE", "SETTLE", "VOID"], run__isnull=False)
+                | Q(kind__in=["TOPUP", "ADJUST"]),
+                name="transfer_run_required_for_run_kinds",
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind="ADJUST") | ~Q(reason=""),
+                name="transfer_adjust_has_reason",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.amount_micros} µUSD"

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class DppConfig(AppConfig):
+    name = "dpp"
+    verbose_name = "Platform core"

@@ -1,0 +1,30 @@
+"""Per-request / per-task context that every log line carries."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+_context: ContextVar[dict[str, Any]] = ContextVar("dpp_log_context", default={})  # noqa: B039
+
+
+def current() -> dict[str, Any]:
+    return _context.get()
+
+
+def get(name: str) -> Any:
+    return _context.get().get(name)
+
+
+def update(**values: Any) -> None:
+    """Add fields to the current context (e.g. tenant_id once the key is checked)."""
+    _context.set({**_context.get(), **{k: v for k, v in values.items() if v is not None}})
+
+
+@contextmanager
+def bound(**values: Any) -> Iterator[None]:
+    token = _context.set({**_context.get(), **{k: v for k, v in values.items() if v is not None}})
+    try:
+        yield
+    finally:
+        _context.reset(token)

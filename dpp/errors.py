@@ -1,0 +1,10 @@
+class TenantNotFound(Exception):
+    def __init__(self, tenant_id: str) -> None:
+        self.tenant_id = tenant_id
+        super().__init__(f"no tenant {tenant_id}")
+
+
+class ApiKeyNotFound(Exception):
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        super().__init__(f"no API key with prefix {prefix}")
