@@ -1,1 +1,7 @@
-urlpatterns: list = []
+from django.urls import path
+
+from billing.api import BudgetApi
+
+urlpatterns = [
+    path("budget", BudgetApi.as_view(), name="budget"),
+]

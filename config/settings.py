@@ -9,7 +9,9 @@ backends and real secrets and refuses to start otherwise.
 from pathlib import Path
 
 import environ
+from botocore.config import Config as BotoConfig
 from django.core.exceptions import ImproperlyConfigured
+from kombu.utils.url import url_to_parts
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
@@ -50,6 +52,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "dpp.middleware.RequestContextMiddleware",
+    "dpp.middleware.RequestBodyLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -133,12 +136,29 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
     }
 else:
+    _SQS_WAIT_TIME_SEC = 5
+    _broker_host = url_to_parts(CELERY_BROKER_URL).hostname
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         # Longer than the lease, so the broker never redelivers a run that is still leased.
+        # kombu applies it only to queues it creates: predefined queues keep their own
+        # VisibilityTimeout attribute, which the /readyz broker check compares to the lease.
         "visibility_timeout": DPP_LEASE_TTL_SEC * 3,
         "polling_interval": 1,
-        "wait_time_seconds": 5,
+        "wait_time_seconds": _SQS_WAIT_TIME_SEC,
         "region": env.str("AWS_DEFAULT_REGION", default="us-east-1"),
+        # kombu speaks plain http to a host named in the URL unless told otherwise: https
+        # for AWS (no host, or *.amazonaws.com), http for a local emulator.
+        "is_secure": env.bool(
+            "DPP_SQS_IS_SECURE",
+            default=_broker_host is None or _broker_host.endswith(".amazonaws.com"),
+        ),
+        # Bounded calls, so a sick SQS fails a publish or a readiness probe in seconds; the
+        # read timeout must outlast a long poll.
+        "client-config": {
+            "connect_timeout": 3,
+            "read_timeout": _SQS_WAIT_TIME_SEC + 10,
+            "retries": {"mode": "standard", "max_attempts": 3},
+        },
         "predefined_queues": {
             name: {"url": url}
             for name, url in (
@@ -176,6 +196,10 @@ if AWS_STORAGE_BUCKET_NAME:
             "querystring_expire": 600,
             "file_overwrite": True,
             "default_acl": None,
+            # Bounded calls: a receipt write or a readiness probe fails in seconds, not minutes.
+            "client_config": BotoConfig(
+                connect_timeout=3, read_timeout=20, retries={"mode": "standard", "max_attempts": 3}
+            ),
         },
     }
 else:
@@ -193,7 +217,10 @@ STORAGES = {
 STATIC_URL = "/static/"
 STATIC_ROOT = env.str("DPP_STATIC_ROOT", default=str(VAR_DIR / "static"))
 # Swagger UI and ReDoc assets come from the sidecar package, served by WhiteNoise: no CDN.
-WHITENOISE_USE_FINDERS = DEBUG
+# Outside production WhiteNoise finds them in the installed packages (tests and `make run`
+# work without a build step, whatever DEBUG is); production serves the compressed copies
+# that collectstatic wrote to STATIC_ROOT. See docs/architecture.md.
+WHITENOISE_USE_FINDERS = not PRODUCTION
 Path(STATIC_ROOT).mkdir(parents=True, exist_ok=True)
 
 # --- DRF and OpenAPI -------------------------------------------------------------------
@@ -212,6 +239,8 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "0.4.0",
     "OAS_VERSION": "3.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and docs are public: a stale Authorization header must not make them 401.
+    "SERVE_AUTHENTICATION": [],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
@@ -219,7 +248,12 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Domain ----------------------------------------------------------------------------
-DPP_PACKS = {"decision": "runs.packs.decision.DecisionPack"}
+# DPP_EXTRA_PACKS ({"name": "dotted.Class"} as JSON) adds packs, e.g. the tests' packs in
+# a worker subprocess.
+DPP_PACKS = {
+    "decision": "runs.packs.decision.DecisionPack",
+    **env.json("DPP_EXTRA_PACKS", default={}),
+}
 DPP_MAX_ATTEMPTS = env.int("DPP_MAX_ATTEMPTS", default=2)
 DPP_REQUEUE_AFTER_SEC = env.int("DPP_REQUEUE_AFTER_SEC", default=120)
 DPP_MAX_QUEUE_AGE_SEC = env.int("DPP_MAX_QUEUE_AGE_SEC", default=900)

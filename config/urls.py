@@ -1,11 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 from django_prometheus.exports import ExportToDjangoView
-from drf_spectacular.views import (
-    SpectacularJSONAPIView,
-    SpectacularRedocView,
-    SpectacularSwaggerView,
-)
+from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerView
 
 from dpp import views as dpp_views
 
@@ -16,7 +12,7 @@ urlpatterns = [
     path("problems/<slug:slug>", dpp_views.problem_page, name="problem-type"),
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
     path("docs", SpectacularSwaggerView.as_view(url_name="openapi"), name="swagger-ui"),
-    path("redoc", SpectacularRedocView.as_view(url_name="openapi"), name="redoc"),
+    path("redoc", dpp_views.RedocView.as_view(url_name="openapi"), name="redoc"),
     path("admin/", admin.site.urls),
     path("v1/", include("billing.urls")),
     path("v1/", include("runs.urls")),

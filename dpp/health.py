@@ -1,13 +1,26 @@
-"""Readiness checks: each dependency answers within its timeout, or readiness is 503."""
+"""Readiness checks: each dependency answers, or readiness is 503.
 
+The body names each check, whether it passed and how long it took. A failure shows only
+the exception's class: ``/readyz`` is unauthenticated, and a driver's message can carry
+host names and user names. The full message goes to the log.
+"""
+
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.core.cache import cache
 from django.db import connection
+from prometheus_client import Gauge
+
+logger = logging.getLogger(__name__)
 
 CHECKS: dict[str, Callable[[], None]] = {}
+
+READYZ_DATABASE_STATUS = Gauge(
+    "dpp_readyz_database_status", "1 if the last /readyz database check passed, else 0"
+)
 
 
 def readiness_check(name: str) -> Callable[[Callable[[], None]], Callable[[], None]]:
@@ -49,11 +62,16 @@ def run_checks() -> list[CheckResult]:
         try:
             func()
         except Exception as exc:
-            results.append(
-                CheckResult(name, False, _elapsed(started), f"{type(exc).__name__}: {exc}"[:300])
+            logger.warning(
+                "readiness check failed",
+                extra={"check": name, "error": f"{type(exc).__name__}: {exc}"[:500]},
             )
+            results.append(CheckResult(name, False, _elapsed(started), type(exc).__name__))
         else:
             results.append(CheckResult(name, True, _elapsed(started)))
+    database = next((r for r in results if r.name == "database"), None)
+    if database is not None:
+        READYZ_DATABASE_STATUS.set(1 if database.ok else 0)
     return results
 
 

@@ -9,15 +9,12 @@ from pythonjsonlogger.json import JsonFormatter as _BaseJsonFormatter
 from dpp import context
 
 # An API key is dpp_<prefix>_<secret>; a Bearer header may also slip into a message.
-_SECRET_PATTERNS = [
-    re.compile(r"dpp_[A-Za-z0-9]{4,}_[A-Za-z0-9_\-]{16,}"),
-    re.compile(r"(?i)(bearer\s+)[^\s\"']+"),
-]
+_API_KEY = re.compile(r"dpp_[A-Za-z0-9]{4,}_[A-Za-z0-9_\-]{16,}")
+_BEARER = re.compile(r"(?i)(bearer\s+)[^\s\"'\\,;]+")
 
 
 def redact(text: str) -> str:
-    text = _SECRET_PATTERNS[0].sub("dpp_[REDACTED]", text)
-    return _SECRET_PATTERNS[1].sub(r"\1[REDACTED]", text)
+    return _BEARER.sub(r"\1[REDACTED]", _API_KEY.sub("dpp_[REDACTED]", text))
 
 
 class ContextFilter(logging.Filter):
@@ -39,7 +36,9 @@ class JsonFormatter(_BaseJsonFormatter):
 
     def process_log_record(self, log_record: dict) -> dict:
         first = {k: log_record.pop(k, "") for k in ("timestamp", "level", "logger", "message")}
-        return {
-            key: redact(value) if isinstance(value, str) else value
-            for key, value in {**first, **log_record}.items()
-        }
+        return {**first, **log_record}
+
+    def serialize_log_record(self, log_record: dict) -> str:
+        # Redact the finished line, so no field, nested value, traceback or object rendered
+        # by the JSON encoder can carry a key past this point.
+        return redact(super().serialize_log_record(log_record))

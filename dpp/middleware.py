@@ -1,4 +1,5 @@
-"""Request context (request id, access log) and the last-resort problem renderer."""
+"""Request context (request id, access log), the body-size guard, and the last-resort
+problem renderer."""
 
 import logging
 import re
@@ -6,19 +7,35 @@ import time
 import uuid
 from collections.abc import Callable
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
 from dpp import context
-from dpp.problems import CONTENT_TYPE, internal_error_response, status_problem_response, to_response
+from dpp.problem_types import PROBLEM_TYPES
+from dpp.problems import (
+    CONTENT_TYPE,
+    internal_error_response,
+    problem_response,
+    status_problem_response,
+    to_response,
+)
 
 access_logger = logging.getLogger("dpp.access")
 
 # Accept a caller's request id only if it is short and inert (it is echoed and logged).
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{7,127}$")
 
+# Headers of an error response that still mean something once it is rewritten as a problem.
+_KEPT_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate")
+
 
 class RequestContextMiddleware:
-    """Gives every request an id, binds the log context, and writes the access log line."""
+    """Gives every request an id, binds the log context, and writes the access log line.
+
+    The access line is written inside the ``bound`` block on purpose: fields that the
+    view adds with ``context.update`` (``tenant_id`` once the API key is checked) live
+    until the block exits, so the line carries them.
+    """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -44,11 +61,38 @@ class RequestContextMiddleware:
         return response
 
 
+class RequestBodyLimitMiddleware:
+    """413 for a body declared larger than ``DATA_UPLOAD_MAX_MEMORY_SIZE``, before anyone reads it.
+
+    Django enforces that limit only when ``request.body`` or ``request.POST`` is read;
+    DRF's parsers read the stream directly and would accept a body of any size. Checking
+    ``Content-Length`` here gives every path, DRF or not, the same limit and answer.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return problem_response(
+                PROBLEM_TYPES["malformed-request"], "Content-Length is not a number."
+            )
+        if limit is not None and length > limit:
+            return problem_response(
+                PROBLEM_TYPES["payload-too-large"],
+                f"The request body is {length} bytes; the limit is {limit} bytes.",
+            )
+        return self.get_response(request)
+
+
 class ProblemMiddleware:
     """Turns every error that escaped the views into ``application/problem+json``.
 
     Catches uncaught exceptions (→ 500 without a stack) and rewrites error responses that
-    Django itself produced (404 from the resolver, 405 from generic views, admin errors)
+    Django itself produced (404 from the resolver, 405 from ``require_GET``, admin errors)
     so that no path answers an error in any other format.
     """
 
@@ -60,7 +104,7 @@ class ProblemMiddleware:
         if response.status_code >= 400 and not response.get("Content-Type", "").startswith(
             CONTENT_TYPE
         ):
-            headers = {"Allow": response["Allow"]} if response.has_header("Allow") else None
+            headers = {name: response[name] for name in _KEPT_HEADERS if response.has_header(name)}
             return status_problem_response(response.status_code, headers=headers)
         return response
 

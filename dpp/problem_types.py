@@ -36,6 +36,13 @@ _TYPES = [
         "when you retry.",
     ),
     ProblemType(
+        "idempotency-key-invalid",
+        400,
+        "Idempotency-Key header malformed",
+        "The `Idempotency-Key` header must be 8 to 255 printable ASCII characters "
+        "(letters, digits and punctuation, no spaces).",
+    ),
+    ProblemType(
         "unauthenticated",
         401,
         "Authentication required",

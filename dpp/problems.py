@@ -30,6 +30,7 @@ DOMAIN_ERRORS: dict[str, str] = {
     "runs.errors.CostLimitExceeded": "cost-limit-exceeded",
     "runs.errors.ReservationBelowEstimate": "reservation-below-estimate",
     "runs.errors.IdempotencyKeyReused": "idempotency-key-reused",
+    "runs.errors.InvalidInputs": "validation-error",
     "runs.errors.RunNotFound": "run-not-found",
     "runs.errors.ResultExpired": "result-expired",
     "runs.errors.SubmissionsPaused": "submissions-paused",
@@ -131,9 +132,9 @@ def to_response(exc: Exception) -> HttpResponse | None:
         return from_problem_error(exc)
     slug = _domain_slug(exc)
     if slug:
-        errors = (
-            [{"pointer": exc.pointer, "detail": str(exc)}] if getattr(exc, "pointer", None) else []
-        )
+        # Domain errors point at the fields they concern through `field_errors`
+        # ([(pointer, detail)]) and add problem members through `extensions`.
+        errors = [{"pointer": p, "detail": d} for p, d in getattr(exc, "field_errors", ())]
         return problem_response(
             PROBLEM_TYPES[slug],
             str(exc),

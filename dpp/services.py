@@ -22,6 +22,21 @@ def tenant_create(*, name: str) -> Tenant:
 
 
 @transaction.atomic
+def tenant_suspend(*, tenant: Tenant) -> Tenant:
+    """Every key of the tenant answers 403 ``tenant-suspended`` from the next request on."""
+    Tenant.objects.filter(pk=tenant.pk).update(status=Tenant.Status.SUSPENDED)
+    tenant.refresh_from_db(fields=["status"])
+    return tenant
+
+
+@transaction.atomic
+def tenant_reactivate(*, tenant: Tenant) -> Tenant:
+    Tenant.objects.filter(pk=tenant.pk).update(status=Tenant.Status.ACTIVE)
+    tenant.refresh_from_db(fields=["status"])
+    return tenant
+
+
+@transaction.atomic
 def api_key_issue(*, tenant: Tenant, label: str = "") -> IssuedKey:
     prefix, secret = api_keys.new_prefix(), api_keys.new_secret()
     key = ApiKey.objects.create(

@@ -5,9 +5,11 @@ from dataclasses import asdict
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.utils.html import escape
 from django.views.decorators.http import require_GET
+from drf_spectacular.views import SpectacularRedocView
 
 from dpp.health import run_checks
 from dpp.problem_types import PROBLEM_TYPES
+from dpp.problems import problem_response
 
 
 @require_GET
@@ -16,13 +18,18 @@ def health(request: HttpRequest) -> JsonResponse:
 
 
 @require_GET
-def readyz(request: HttpRequest) -> JsonResponse:
+def readyz(request: HttpRequest) -> HttpResponse:
+    """200 with each check, or a 503 problem (like every error) that lists the checks."""
     results = run_checks()
-    ready = all(r.ok for r in results)
-    return JsonResponse(
-        {"status": "ready" if ready else "not_ready", "checks": [asdict(r) for r in results]},
-        status=200 if ready else 503,
-    )
+    checks = [asdict(r) for r in results]
+    failed = [r.name for r in results if not r.ok]
+    if failed:
+        return problem_response(
+            PROBLEM_TYPES["service-unavailable"],
+            "Not ready: " + ", ".join(failed) + " failed.",
+            extensions={"checks": checks},
+        )
+    return JsonResponse({"status": "ready", "checks": checks})
 
 
 @require_GET
@@ -46,3 +53,9 @@ def problem_page(request: HttpRequest, slug: str) -> HttpResponse:
         f"{problem.status}</p><p>{escape(problem.description)}</p></body></html>"
     )
     return HttpResponse(html)
+
+
+class RedocView(SpectacularRedocView):
+    """ReDoc from local assets only (the stock template pulls fonts from Google)."""
+
+    template_name = "dpp/redoc.html"

@@ -1,4 +1,7 @@
+import importlib
+
 import factory
+from django.apps import apps
 
 from billing.models import Account, Plan
 from dpp.models import Tenant
@@ -13,6 +16,16 @@ class TenantFactory(factory.django.DjangoModelFactory):
     name = factory.Sequence(lambda n: f"tenant-{n}")
 
 
+def seeded_plan(name: str) -> Plan:
+    """A plan the data migration seeds. Transactional tests flush the database, so the
+    migration's own seed function is re-run rather than copying its values here."""
+    plan = Plan.objects.filter(name=name).first()
+    if plan is None:
+        importlib.import_module("billing.migrations.0002_seed_plans").seed(apps, None)
+        plan = Plan.objects.get(name=name)
+    return plan
+
+
 class AccountFactory(factory.django.DjangoModelFactory):
     """A tenant with an empty account on the seeded ``pilot`` plan."""
 
@@ -20,7 +33,7 @@ class AccountFactory(factory.django.DjangoModelFactory):
         model = Account
 
     tenant = factory.SubFactory(TenantFactory)
-    plan = factory.LazyFunction(lambda: Plan.objects.get(name="pilot"))
+    plan = factory.LazyFunction(lambda: seeded_plan("pilot"))
 
 
 def issue_token(tenant: Tenant, label: str = "test") -> str:

@@ -1,0 +1,26 @@
+"""Rendering of budget documents. Read-only: nothing here writes."""
+
+from rest_framework import serializers
+
+
+class PlanSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    submit_per_minute = serializers.IntegerField(help_text="Submissions allowed per minute.")
+    poll_per_minute = serializers.IntegerField(help_text="Polls allowed per minute.")
+    max_concurrent_runs = serializers.IntegerField(help_text="Runs in flight at once.")
+    max_cost_per_run_usd = serializers.CharField(
+        help_text="The largest `max_cost_usd` one run may reserve (six-place USD)."
+    )
+    allowed_pack_types = serializers.ListField(child=serializers.CharField())
+    retention_days = serializers.IntegerField(help_text="Days a result is kept.")
+
+
+class BudgetSerializer(serializers.Serializer):
+    available_usd = serializers.CharField(
+        help_text="What new reservations may use: credited - spent - reserved."
+    )
+    reserved_usd = serializers.CharField(help_text="Held for runs that have not finished.")
+    spent_usd = serializers.CharField(help_text="Charged for finished runs (and debits).")
+    credited_usd = serializers.CharField(help_text="Every top-up and credit so far.")
+    currency = serializers.ChoiceField(choices=["USD"])
+    plan = PlanSerializer()

@@ -1,0 +1,297 @@
+"""Every write to the ledger. Each function is one transaction and nests in a caller's.
+
+Account columns change only through single conditional UPDATEs with F() expressions:
+the WHERE clause is the guard (it is re-evaluated against the latest row version when
+two transactions race), the table's CHECK constraints are the backstop, and the
+append-only transfer written in the same transaction is the record. Nothing here reads a
+balance into Python and writes it back.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+from uuid import UUID
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.db.models.functions import Now
+
+from billing.errors import (
+    AccountNotFound,
+    ChargeExceedsReservation,
+    InsufficientBudget,
+    InvalidAmount,
+    LedgerInconsistent,
+    PlanNotFound,
+    ReasonRequired,
+    ReservationExists,
+    ReservationNotFound,
+)
+from billing.models import Account, Plan, Transfer
+from dpp import context
+from dpp.services import tenant_create
+
+if TYPE_CHECKING:
+    from dpp.models import Tenant
+
+
+class RunRef(Protocol):
+    """What billing needs of a ``runs.Run``: billing knows a run only by its ids."""
+
+    id: UUID
+    tenant_id: UUID
+    reserved_micros: int
+
+
+FINALIZATIONS = (Transfer.Kind.SETTLE, Transfer.Kind.VOID)
+
+
+def _trace_id() -> str:
+    return (context.get("trace_id") or "")[:32]
+
+
+def _require_int(amount: int, name: str) -> None:
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        raise InvalidAmount(f"{name} must be an integer number of micro-USD.")
+
+
+def _available(*, pk: int) -> int:
+    """The balance for an error message only; it may be stale the moment it is read."""
+    row = (
+        Account.objects.filter(pk=pk)
+        .values_list("credits_posted", "debits_posted", "debits_pending")
+        .first()
+    )
+    if row is None:
+        return 0
+    credits, debits, pending = row
+    return credits - debits - pending
+
+
+# --- Accounts ---------------------------------------------------------------------------
+
+
+@transaction.atomic
+def account_open(*, tenant: Tenant, plan: Plan | None = None) -> Account:
+    """The tenant's account, created on the default plan if it has none yet.
+
+    Idempotent, so a retried onboarding script cannot fail half-way; ``plan`` applies
+    only to a new account (changing plans is an admin edit, not a side effect).
+    """
+    if plan is None:
+        try:
+            plan = Plan.objects.get(name=settings.DPP_DEFAULT_PLAN)
+        except Plan.DoesNotExist as exc:
+            raise PlanNotFound(settings.DPP_DEFAULT_PLAN) from exc
+    account, _ = Account.objects.get_or_create(tenant=tenant, defaults={"plan": plan})
+    return account
+
+
+@transaction.atomic
+def tenant_open(
+    *,
+    name: str,
+    plan_name: str | None = None,
+    budget_micros: int = 0,
+    actor: str = "",
+) -> Account:
+    """A new tenant with its account and, if ``budget_micros`` > 0, an opening TOPUP.
+
+    One transaction: a bad plan name or amount leaves no tenant behind.
+    """
+    _require_int(budget_micros, "budget_micros")
+    if budget_micros < 0:
+        raise InvalidAmount("An opening budget must not be negative.")
+    plan = None
+    if plan_name is not None:
+        try:
+            plan = Plan.objects.get(name=plan_name)
+        except Plan.DoesNotExist as exc:
+            raise PlanNotFound(plan_name) from exc
+    account = account_open(tenant=tenant_create(name=name), plan=plan)
+    if budget_micros:
+        top_up(account=account, amount_micros=budget_micros, reason="opening budget", actor=actor)
+        account.refresh_from_db()
+    return account
+
+
+# --- Credits ----------------------------------------------------------------------------
+
+
+@transaction.atomic
+def top_up(*, account: Account, amount_micros: int, reason: str = "", actor: str = "") -> Transfer:
+    """Credit ``amount_micros`` (> 0) to the account."""
+    _require_int(amount_micros, "amount_micros")
+    if amount_micros <= 0:
+        raise InvalidAmount("A top-up must be a positive amount.")
+    updated = Account.objects.filter(pk=account.pk).update(
+        credits_posted=F("credits_posted") + amount_micros, updated_at=Now()
+    )
+    if not updated:
+        raise AccountNotFound(account.tenant_id)
+    return Transfer.objects.create(
+        account_id=account.pk,
+        kind=Transfer.Kind.TOPUP,
+        amount_micros=amount_micros,
+        reason=reason,
+        actor=actor,
+        trace_id=_trace_id(),
+    )
+
+
+@transaction.atomic
+def adjust(*, account: Account, amount_micros: int, reason: str, actor: str) -> Transfer:
+    """An operator's signed correction: positive credits, negative posts a debit.
+
+    A debit may not take the account below what is already spent and reserved, for the
+    same reason a reservation may not: the CHECK constraint would refuse it anyway.
+    """
+    _require_int(amount_micros, "amount_micros")
+    if amount_micros == 0:
+        raise InvalidAmount("An adjustment must not be zero.")
+    if not reason.strip():
+        raise ReasonRequired
+    rows = Account.objects.filter(pk=account.pk)
+    if amount_micros > 0:
+        updated = rows.update(credits_posted=F("credits_posted") + amount_micros, updated_at=Now())
+    else:
+        debit = -amount_micros
+        updated = rows.filter(
+            debits_posted__lte=F("credits_posted") - F("debits_pending") - debit
+        ).update(debits_posted=F("debits_posted") + debit, updated_at=Now())
+        if not updated and rows.exists():
+            raise InsufficientBudget(
+                account.tenant_id,
+                debit,
+                _available(pk=account.pk),
+                purpose="debit adjustment",
+                pointer=None,
+            )
+    if not updated:
+        raise AccountNotFound(account.tenant_id)
+    return Transfer.objects.create(
+        account_id=account.pk,
+        kind=Transfer.Kind.ADJUST,
+        amount_micros=amount_micros,
+        reason=reason,
+        actor=actor,
+        trace_id=_trace_id(),
+    )
+
+
+# --- Runs: reserve, then exactly one of settle / void ----------------------------------
+
+
+@transaction.atomic
+def reserve(*, run: RunRef, amount_micros: int) -> Transfer:
+    """Move ``amount_micros`` of the tenant's available budget to pending for ``run``.
+
+    ``amount_micros`` must equal ``run.reserved_micros``: the run row and the ledger
+    state the same reservation, and the audit checks that they do.
+    Raises InsufficientBudget (nothing written) when the budget does not cover it.
+    """
+    _require_int(amount_micros, "amount_micros")
+    if amount_micros <= 0:
+        raise InvalidAmount("A reservation must be a positive amount.")
+    if amount_micros != run.reserved_micros:
+        raise InvalidAmount(
+            f"Reservation of {amount_micros} µUSD differs from run.reserved_micros "
+            f"({run.reserved_micros})."
+        )
+    # Account ids never change, so reading the id first is not a read-modify-write.
+    account_id = (
+        Account.objects.filter(tenant_id=run.tenant_id).values_list("pk", flat=True).first()
+    )
+    if account_id is None:
+        raise AccountNotFound(run.tenant_id)
+    updated = Account.objects.filter(
+        pk=account_id,
+        debits_pending__lte=F("credits_posted") - F("debits_posted") - amount_micros,
+    ).update(debits_pending=F("debits_pending") + amount_micros, updated_at=Now())
+    if not updated:
+        raise InsufficientBudget(run.tenant_id, amount_micros, _available(pk=account_id))
+    try:
+        with transaction.atomic():
+            return Transfer.objects.create(
+                account_id=account_id,
+                kind=Transfer.Kind.RESERVE,
+                run_id=run.id,
+                amount_micros=amount_micros,
+                trace_id=_trace_id(),
+            )
+    except IntegrityError as exc:
+        # transfer_one_reserve_per_run; raising rolls back the UPDATE above with it.
+        raise ReservationExists(run.id) from exc
+
+
+@transaction.atomic
+def settle(*, run: RunRef, charge_micros: int) -> Transfer:
+    """Post ``charge_micros`` (0 ≤ charge ≤ reserved) and release the whole reservation.
+
+    Idempotent: if the run already has a SETTLE or VOID, that transfer is returned and
+    nothing moves — whatever its amount, a second finalize never writes a second debit.
+    """
+    _require_int(charge_micros, "charge_micros")
+    if charge_micros < 0:
+        raise InvalidAmount("A charge must not be negative.")
+    return _finalize(run=run, kind=Transfer.Kind.SETTLE, charge_micros=charge_micros)
+
+
+@transaction.atomic
+def void(*, run: RunRef) -> Transfer:
+    """Release the whole reservation without a charge; the transfer's amount is the release.
+
+    Idempotent in the same way as ``settle``.
+    """
+    return _finalize(run=run, kind=Transfer.Kind.VOID, charge_micros=0)
+
+
+def _finalize(*, run: RunRef, kind: str, charge_micros: int) -> Transfer:
+    existing = _finalization(run.id)
+    if existing is not None:
+        return existing
+    reservation = (
+        Transfer.objects.filter(run_id=run.id, kind=Transfer.Kind.RESERVE)
+        .only("id", "account_id", "amount_micros")
+        .first()
+    )
+    if reservation is None:
+        raise ReservationNotFound(run.id)
+    reserved = reservation.amount_micros
+    if charge_micros > reserved:
+        raise ChargeExceedsReservation(run.id, charge_micros, reserved)
+
+    # Insert first: the partial unique index transfer_one_finalization_per_run makes a
+    # concurrent finalize wait for ours and then fail, so only one of them moves money.
+    try:
+        with transaction.atomic():
+            transfer = Transfer.objects.create(
+                account_id=reservation.account_id,
+                kind=kind,
+                run_id=run.id,
+                amount_micros=charge_micros if kind == Transfer.Kind.SETTLE else reserved,
+                trace_id=_trace_id(),
+            )
+    except IntegrityError:
+        existing = _finalization(run.id)
+        if existing is None:
+            raise
+        return existing
+
+    updated = Account.objects.filter(
+        pk=reservation.account_id, debits_pending__gte=reserved
+    ).update(
+        debits_pending=F("debits_pending") - reserved,
+        debits_posted=F("debits_posted") + charge_micros,
+        updated_at=Now(),
+    )
+    if not updated:
+        raise LedgerInconsistent(
+            f"Account {reservation.account_id} has less pending than run {run.id} reserved."
+        )
+    return transfer
+
+
+def _finalization(run_id: UUID) -> Transfer | None:
+    return Transfer.objects.filter(run_id=run_id, kind__in=FINALIZATIONS).first()

@@ -1,0 +1,143 @@
+"""Admin for tenants and API keys.
+
+Writes go through ``dpp.services`` like everywhere else. A new key's secret is rendered
+once, in the response to the add form, and stored nowhere (not in the session, not in a
+message cookie); the change page shows the prefix, status and timestamps, never the hash.
+"""
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.cache import add_never_cache_headers
+
+from dpp.models import ApiKey, Tenant
+from dpp.services import api_key_issue, api_key_revoke, tenant_reactivate, tenant_suspend
+
+
+class ApiKeyInline(admin.TabularInline):
+    model = ApiKey
+    fields = ("prefix", "label", "status", "created_at", "last_used_at", "revoked_at")
+    readonly_fields = fields
+    extra = 0
+    max_num = 0
+    can_delete = False
+    show_change_link = True
+
+
+@admin.register(Tenant)
+class TenantAdmin(admin.ModelAdmin):
+    list_display = ("name", "id", "status", "created_at")
+    list_filter = ("status",)
+    search_fields = ("name", "id")
+    fields = ("id", "name", "status", "created_at")
+    readonly_fields = ("id", "status", "created_at")
+    inlines = [ApiKeyInline]
+    actions = ["suspend", "reactivate"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # A tenant needs its budget account too: `manage.py dpp_tenant create` opens both.
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Tenant | None = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: Tenant, form, change: bool) -> None:
+        obj.save(update_fields=["name"])
+
+    @admin.action(description="Suspend selected tenants (their keys answer 403)")
+    def suspend(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
+        for tenant in queryset:
+            tenant_suspend(tenant=tenant)
+        self.message_user(request, f"Suspended {len(queryset)} tenant(s).", messages.SUCCESS)
+
+    @admin.action(description="Reactivate selected tenants")
+    def reactivate(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
+        for tenant in queryset:
+            tenant_reactivate(tenant=tenant)
+        self.message_user(request, f"Reactivated {len(queryset)} tenant(s).", messages.SUCCESS)
+
+
+class ApiKeyAddForm(forms.ModelForm):
+    class Meta:
+        model = ApiKey
+        fields = ("tenant", "label")
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = ("prefix", "tenant", "label", "status", "created_at", "last_used_at")
+    list_filter = ("status",)
+    search_fields = ("prefix", "label", "tenant__name")
+    list_select_related = ("tenant",)
+    actions = ["revoke"]
+    issued_template = "admin/dpp/apikey/issued.html"
+
+    def get_form(self, request: HttpRequest, obj: ApiKey | None = None, change=False, **kwargs):
+        if obj is None:
+            kwargs["form"] = ApiKeyAddForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fields(self, request: HttpRequest, obj: ApiKey | None = None):
+        if obj is None:
+            return ("tenant", "label")
+        return (
+            "prefix",
+            "tenant",
+            "label",
+            "status",
+            "created_at",
+            "last_used_at",
+            "revoked_at",
+        )
+
+    def get_readonly_fields(self, request: HttpRequest, obj: ApiKey | None = None):
+        if obj is None:
+            return ()
+        return ("prefix", "tenant", "status", "created_at", "last_used_at", "revoked_at")
+
+    def has_delete_permission(self, request: HttpRequest, obj: ApiKey | None = None) -> bool:
+        # Revoke instead: the row is the record of who held access, and when.
+        return False
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form, change: bool) -> None:
+        if change:
+            obj.save(update_fields=["label"])
+            return
+        issued = api_key_issue(tenant=obj.tenant, label=obj.label)
+        obj.pk = issued.api_key.pk
+        obj.prefix = issued.api_key.prefix
+        obj.status = issued.api_key.status
+        obj.created_at = issued.api_key.created_at
+        obj._state.adding = False
+        request._dpp_issued_token = issued.token
+
+    def response_add(self, request: HttpRequest, obj: ApiKey, post_url_continue=None):
+        token = getattr(request, "_dpp_issued_token", None)
+        if token is None:
+            return super().response_add(request, obj, post_url_continue)
+        response = TemplateResponse(
+            request,
+            self.issued_template,
+            {
+                **self.admin_site.each_context(request),
+                "title": "API key created",
+                "opts": self.opts,
+                "api_key": obj,
+                "token": token,
+                "change_url": reverse("admin:dpp_apikey_change", args=[obj.pk]),
+                "changelist_url": reverse("admin:dpp_apikey_changelist"),
+            },
+        )
+        add_never_cache_headers(response)
+        return response
+
+    @admin.action(description="Revoke selected API keys")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> HttpResponse | None:
+        prefixes = list(queryset.filter(status=ApiKey.Status.ACTIVE).values_list("prefix", flat=True))
+        for prefix in prefixes:
+            api_key_revoke(prefix=prefix)
+        self.message_user(request, f"Revoked {len(prefixes)} API key(s).", messages.SUCCESS)
+        return None

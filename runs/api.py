@@ -1,0 +1,202 @@
+"""The runs API: submit, poll, list, and the embedded default's result download."""
+
+import re
+
+from django.http import FileResponse, HttpRequest
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.pagination import CursorPagination
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from dpp.openapi import problem_responses
+from dpp.problems import ProblemError
+from runs import selectors
+from runs.errors import ResultExpired, RunNotFound
+from runs.fingerprint import request_fingerprint
+from runs.models import Run
+from runs.results import result_storage, run_id_from_token
+from runs.serializers import (
+    RunPageSerializer,
+    RunReceiptSerializer,
+    RunSerializer,
+    RunSubmitInput,
+    run_href,
+)
+from runs.services import Submission, submit_run
+
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{8,255}$")
+
+IDEMPOTENCY_KEY_PARAM = OpenApiParameter(
+    "Idempotency-Key",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    required=True,
+    description="8 to 255 printable ASCII characters, unique per logical request. Retrying "
+    "with the same key and body returns the original run; a different body is a 422.",
+)
+
+RESPONSE_HEADERS = [
+    OpenApiParameter(
+        name, OpenApiTypes.STR, OpenApiParameter.HEADER, response=[202], description=text
+    )
+    for name, text in (
+        ("X-DPP-Cost-Reserved", "USD reserved for the run, e.g. `0.050000`."),
+        ("X-DPP-Cost-Minimum-Fee", "USD charged at least if the run fails."),
+        ("Location", "URL of the run to poll."),
+        ("Idempotent-Replayed", "`true` when this answer replays an earlier request."),
+    )
+]
+
+SUBMIT_EXAMPLE = OpenApiExample(
+    "4 options x 3 criteria",
+    request_only=True,
+    value={
+        "pack_type": "decision",
+        "inputs": {
+            "question": "Which vendor?",
+            "method": "weighted_sum",
+            "criteria": [
+                {"id": "cost", "weight": 0.5, "direction": "min"},
+                {"id": "quality", "weight": 0.3, "direction": "max"},
+                {"id": "speed", "weight": 0.2, "direction": "max"},
+            ],
+            "options": [
+                {"id": "a", "name": "Acme", "scores": {"cost": 100, "quality": 7, "speed": 5}},
+                {"id": "b", "name": "Bolt", "scores": {"cost": 80, "quality": 6, "speed": 8}},
+                {"id": "c", "name": "Core", "scores": {"cost": 120, "quality": 9, "speed": 6}},
+                {"id": "d", "name": "Dash", "scores": {"cost": 90, "quality": 5, "speed": 9}},
+            ],
+        },
+        "reservation": {"max_cost_usd": "0.050000", "timebox_sec": 30},
+        "meta": {"trace_id": "client-trace-123"},
+    },
+)
+
+
+def _idempotency_key(request: Request) -> str:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        raise ProblemError("idempotency-key-missing", "Send an Idempotency-Key header.")
+    if not _IDEMPOTENCY_KEY.match(key):
+        raise ProblemError(
+            "idempotency-key-invalid",
+            "Idempotency-Key must be 8 to 255 printable ASCII characters.",
+        )
+    return key
+
+
+class RunCursorPagination(CursorPagination):
+    ordering = ("-created_at", "-id")
+    page_size = 20
+    page_size_query_param = "limit"
+    max_page_size = 100
+
+
+class RunListQuery(serializers.Serializer):
+    """Query parameters of the list; pointers in its errors name the parameter."""
+
+    status = serializers.ChoiceField(choices=Run.Status.choices, required=False)
+    limit = serializers.IntegerField(min_value=1, max_value=100, required=False)
+    cursor = serializers.CharField(required=False)
+
+
+class RunCollectionApi(APIView):
+    @extend_schema(
+        operation_id="runs_create",
+        summary="Submit a run",
+        description="Reserves `max_cost_usd` from the budget and queues the run. Retries with "
+        "the same Idempotency-Key never create or bill a second run.",
+        request=RunSubmitInput,
+        parameters=[IDEMPOTENCY_KEY_PARAM, *RESPONSE_HEADERS],
+        examples=[SUBMIT_EXAMPLE],
+        responses={
+            202: OpenApiResponse(RunReceiptSerializer, description="Accepted (or replayed)"),
+            **problem_responses(400, 401, 402, 403, 413, 415, 422, 429, 503),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        key = _idempotency_key(request)
+        data = RunSubmitInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        body = data.validated_data
+        outcome = submit_run(
+            tenant=request.auth,
+            idempotency_key=key,
+            fingerprint=request_fingerprint(request.data),
+            submission=Submission(
+                pack_type=body["pack_type"],
+                inputs=body["inputs"],
+                max_cost_micros=body["reservation"]["max_cost_usd"],
+                timebox_sec=body["reservation"]["timebox_sec"],
+                min_reliability_score=body["reservation"]["min_reliability_score"],
+                client_trace_id=body.get("meta", {}).get("trace_id", ""),
+            ),
+        )
+        receipt = RunReceiptSerializer(outcome.run).data
+        headers = {
+            "Location": run_href(outcome.run),
+            "X-DPP-Cost-Reserved": receipt["reservation"]["max_cost_usd"],
+            "X-DPP-Cost-Minimum-Fee": receipt["reservation"]["minimum_fee_usd"],
+        }
+        if outcome.replayed:
+            headers["Idempotent-Replayed"] = "true"
+        return Response(receipt, status=202, headers=headers)
+
+    @extend_schema(
+        operation_id="runs_list",
+        summary="List your runs, newest first",
+        parameters=[
+            OpenApiParameter("status", OpenApiTypes.STR, enum=Run.Status.values),
+            OpenApiParameter("limit", OpenApiTypes.INT, description="1 to 100, default 20"),
+            OpenApiParameter("cursor", OpenApiTypes.STR, description="Opaque; from `next`"),
+        ],
+        responses={200: RunPageSerializer, **problem_responses(401, 403, 404, 422, 429)},
+    )
+    def get(self, request: Request) -> Response:
+        query = RunListQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        paginator = RunCursorPagination()
+        runs = selectors.runs_for_tenant(
+            tenant=request.auth, status=query.validated_data.get("status")
+        )
+        page = paginator.paginate_queryset(runs, request, view=self)
+        return paginator.get_paginated_response(RunSerializer(page, many=True).data)
+
+
+class RunDetailApi(APIView):
+    @extend_schema(
+        operation_id="runs_retrieve",
+        summary="Poll a run",
+        responses={200: RunSerializer, **problem_responses(401, 403, 404, 410, 429)},
+    )
+    def get(self, request: Request, run_id: str) -> Response:
+        run = selectors.run_for_tenant(tenant=request.auth, run_id=run_id)
+        if run.result_purged_at or (
+            run.status == Run.Status.COMPLETED
+            and run.retention_until
+            and run.retention_until < timezone.now()
+        ):
+            raise ResultExpired(run_id=str(run.id))
+        return Response(RunSerializer(run).data)
+
+
+class ResultDownloadApi(APIView):
+    """The embedded default's stand-in for an S3 presigned URL: the token is the credential."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(exclude=True)
+    def get(self, request: HttpRequest, token: str) -> FileResponse:
+        run_id = run_id_from_token(token)
+        run = Run.objects.filter(id=run_id).first() if run_id else None
+        if run is None or not run.result_key or run.result_purged_at:
+            raise RunNotFound
+        return FileResponse(
+            result_storage().open(run.result_key, "rb"), content_type="application/json"
+        )

@@ -1,0 +1,42 @@
+import pytest
+
+from billing import services as billing
+from billing.models import Account, Transfer
+from runs.models import Run
+from tests.factories import AccountFactory, issue_token
+
+USD = 1_000_000
+
+
+@pytest.fixture
+def funded_account(db) -> Account:
+    account = AccountFactory()
+    billing.top_up(account=account, amount_micros=10 * USD, reason="test")
+    return account
+
+
+@pytest.fixture
+def client_for(api_client):
+    """An API client authenticated as the given account's tenant."""
+
+    def make(account: Account):
+        api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {issue_token(account.tenant)}")
+        return api_client
+
+    return make
+
+
+@pytest.fixture
+def funded_client(funded_account, client_for):
+    return client_for(funded_account)
+
+
+def ledger_snapshot(account: Account) -> tuple:
+    account.refresh_from_db()
+    return (
+        account.credits_posted,
+        account.debits_posted,
+        account.debits_pending,
+        Run.objects.filter(tenant=account.tenant).count(),
+        Transfer.objects.filter(account=account).count(),
+    )
