@@ -91,3 +91,15 @@ def balances_from_transfers(*, account: Account) -> dict[str, int]:
         "debits_posted": totals["debits"],
         "debits_pending": pending,
     }
+
+
+def lock_account(*, tenant: Tenant) -> Account:
+    """The tenant's account row, locked until the caller's transaction ends.
+
+    Serialises a tenant's submissions where a check must see every earlier one (the
+    in-flight runs cap); the reservation itself needs no lock.
+    """
+    try:
+        return Account.objects.select_for_update().select_related("plan").get(tenant=tenant)
+    except Account.DoesNotExist as exc:
+        raise AccountNotFound(tenant.pk) from exc

@@ -62,6 +62,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "dpp.middleware.ProblemMiddleware",
+    "dpp.throttling.RateLimitMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
@@ -155,9 +156,9 @@ else:
         # Bounded calls, so a sick SQS fails a publish or a readiness probe in seconds; the
         # read timeout must outlast a long poll.
         "client-config": {
-            "connect_timeout": 3,
+            "connect_timeout": 2,
             "read_timeout": _SQS_WAIT_TIME_SEC + 10,
-            "retries": {"mode": "standard", "max_attempts": 3},
+            "retries": {"mode": "standard", "max_attempts": 2},
         },
         "predefined_queues": {
             name: {"url": url}
@@ -258,6 +259,7 @@ DPP_MAX_ATTEMPTS = env.int("DPP_MAX_ATTEMPTS", default=2)
 DPP_REQUEUE_AFTER_SEC = env.int("DPP_REQUEUE_AFTER_SEC", default=120)
 DPP_MAX_QUEUE_AGE_SEC = env.int("DPP_MAX_QUEUE_AGE_SEC", default=900)
 DPP_DEFAULT_PLAN = env.str("DPP_DEFAULT_PLAN", default="pilot")
+DPP_RATE_LIMIT_POLICIES = "billing.ratelimits.policies_for"
 DPP_POLL_INTERVAL_MS = env.int("DPP_POLL_INTERVAL_MS", default=1000)
 
 # --- Logging: JSON lines on stdout -----------------------------------------------------
@@ -302,6 +304,8 @@ if PRODUCTION:
             "DPP_SQS_RUNS_QUEUE_URL": bool(DPP_SQS_RUNS_QUEUE_URL),
             "DPP_SQS_REAPER_QUEUE_URL": bool(DPP_SQS_REAPER_QUEUE_URL),
             "AWS_STORAGE_BUCKET_NAME": bool(AWS_STORAGE_BUCKET_NAME),
+            # With DEBUG off and no hosts, Django would answer every request 400.
+            "DJANGO_ALLOWED_HOSTS": bool(ALLOWED_HOSTS),
         }.items()
         if not ok
     ]
@@ -317,6 +321,8 @@ if PRODUCTION:
     SECURE_REDIRECT_EXEMPT = [r"^health$", r"^readyz$", r"^metrics$"]
     SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=31_536_000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    # The API is HTTPS-only; the preload token only consents, submission is a manual step.
+    SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=True)
     SECURE_CONTENT_TYPE_NOSNIFF = True
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True

@@ -10,30 +10,45 @@ from dpp.problems import ProblemError
 from dpp.services import api_key_touch
 
 
+def key_from_request(request: HttpRequest) -> ApiKey | None:
+    """The active API key the request authenticates with, or None when it sends none.
+
+    Raises the 401 problem for a malformed, unknown or revoked key. Resolved once per
+    request: the rate limiter (middleware) and DRF's authentication both ask.
+    """
+    if hasattr(request, "api_key"):
+        return request.api_key
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    key = _resolve(header) if header else None
+    request.api_key = key
+    return key
+
+
+def _resolve(header: str) -> ApiKey:
+    scheme, _, token = header.partition(" ")
+    parsed = api_keys.parse_token(token.strip()) if scheme.lower() == "bearer" else None
+    if parsed is None:
+        raise _unauthenticated("The Authorization header is not a DPP Bearer key.")
+    key = (
+        ApiKey.objects.select_related("tenant")
+        .filter(prefix=parsed.prefix, status=ApiKey.Status.ACTIVE)
+        .first()
+    )
+    # Hash even when the prefix is unknown, so timing does not reveal which prefixes exist.
+    matches = api_keys.secret_matches(parsed.secret, key.secret_hash if key else "0" * 64)
+    if key is None or not matches:
+        raise _unauthenticated("The API key is unknown or revoked.")
+    api_key_touch(key=key)
+    context.update(tenant_id=str(key.tenant_id))
+    return key
+
+
 class ApiKeyAuthentication(authentication.BaseAuthentication):
     keyword = "Bearer"
 
     def authenticate(self, request: Request) -> tuple[None, Tenant] | None:
-        header = request.META.get("HTTP_AUTHORIZATION", "")
-        if not header:
-            return None
-        scheme, _, token = header.partition(" ")
-        parsed = api_keys.parse_token(token.strip()) if scheme.lower() == "bearer" else None
-        if parsed is None:
-            raise _unauthenticated("The Authorization header is not a DPP Bearer key.")
-        key = (
-            ApiKey.objects.select_related("tenant")
-            .filter(prefix=parsed.prefix, status=ApiKey.Status.ACTIVE)
-            .first()
-        )
-        # Hash even when the prefix is unknown, so timing does not reveal which prefixes exist.
-        matches = api_keys.secret_matches(parsed.secret, key.secret_hash if key else "0" * 64)
-        if key is None or not matches:
-            raise _unauthenticated("The API key is unknown or revoked.")
-        api_key_touch(key=key)
-        context.update(tenant_id=str(key.tenant_id))
-        request._request.tenant = key.tenant
-        return (None, key.tenant)
+        key = key_from_request(request._request)
+        return None if key is None else (None, key.tenant)
 
     def authenticate_header(self, request: HttpRequest) -> str:
         return 'Bearer realm="dpp"'

@@ -32,6 +32,7 @@ DOMAIN_ERRORS: dict[str, str] = {
     "runs.errors.IdempotencyKeyReused": "idempotency-key-reused",
     "runs.errors.InvalidInputs": "validation-error",
     "runs.errors.RunNotFound": "run-not-found",
+    "runs.errors.ConcurrencyLimitExceeded": "rate-limited",
     "runs.errors.ResultExpired": "result-expired",
     "runs.errors.SubmissionsPaused": "submissions-paused",
 }
@@ -135,10 +136,12 @@ def to_response(exc: Exception) -> HttpResponse | None:
         # Domain errors point at the fields they concern through `field_errors`
         # ([(pointer, detail)]) and add problem members through `extensions`.
         errors = [{"pointer": p, "detail": d} for p, d in getattr(exc, "field_errors", ())]
+        retry_after = getattr(exc, "retry_after", None)
         return problem_response(
             PROBLEM_TYPES[slug],
             str(exc),
             errors=errors,
+            headers={"Retry-After": str(retry_after)} if retry_after else None,
             extensions=getattr(exc, "extensions", None),
         )
     if isinstance(exc, RequestDataTooBig):

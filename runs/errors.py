@@ -62,3 +62,15 @@ class ResultExpired(Exception):
     def __init__(self, *, run_id: str) -> None:
         self.extensions = {"run_id": run_id}
         super().__init__("The result of this run passed its retention period and was deleted.")
+
+
+class ConcurrencyLimitExceeded(Exception):
+    """The plan's cap on in-flight (QUEUED or PROCESSING) runs is reached."""
+
+    retry_after = 5
+
+    def __init__(self, *, limit: int) -> None:
+        self.extensions = {
+            "violated-policies": [{"policy": "concurrency", "quota": limit, "in_flight": limit}]
+        }
+        super().__init__(f"The plan allows {limit} runs in flight at once; wait for one to finish.")

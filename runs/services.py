@@ -25,10 +25,11 @@ from django.utils import timezone
 
 from billing import services as billing
 from billing.fees import minimum_fee
-from billing.selectors import account_for_tenant
+from billing.selectors import account_for_tenant, lock_account
 from dpp import context
 from dpp.models import Tenant
 from runs.errors import (
+    ConcurrencyLimitExceeded,
     CostLimitExceeded,
     IdempotencyKeyReused,
     InvalidInputs,
@@ -40,7 +41,7 @@ from runs.packs.base import ExecutionContext
 from runs.packs.errors import PackExecutionError, PackValidationError
 from runs.packs.registry import get_pack
 from runs.receipts import Receipt, write_receipt
-from runs.selectors import run_by_idempotency_key
+from runs.selectors import in_flight_count, run_by_idempotency_key
 from runs.timebox import TimeboxExceeded, timebox
 
 logger = logging.getLogger(__name__)
@@ -134,6 +135,9 @@ def _create_reserved_run(
     retention_days: int,
     traceparent: str,
 ) -> Run:
+    account = lock_account(tenant=tenant)
+    if in_flight_count(tenant=tenant) >= account.plan.max_concurrent_runs:
+        raise ConcurrencyLimitExceeded(limit=account.plan.max_concurrent_runs)
     run = Run.objects.create(
         tenant=tenant,
         pack_type=submission.pack_type,

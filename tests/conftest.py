@@ -1,9 +1,16 @@
 import pytest
+from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from tests.factories import AccountFactory, issue_token
 
 pytest_plugins = ["tests.external"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limit_counters():
+    """Rate-limit counters live in the test Redis database; each test starts from zero."""
+    cache.clear()
 
 
 @pytest.fixture

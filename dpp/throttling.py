@@ -1,0 +1,83 @@
+"""Applies the rate-limit policies to every ``/v1/`` request, before any view runs.
+
+Running ahead of the view is what guarantees that a rate-limited submit reserves nothing
+and does not consume its idempotency key. Health, readiness, metrics, docs and admin are
+outside ``/v1/`` and never limited.
+"""
+
+import logging
+from collections.abc import Callable
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.utils.module_loading import import_string
+
+from dpp import ratelimit
+from dpp.authentication import key_from_request
+from dpp.problem_types import PROBLEM_TYPES
+from dpp.problems import ProblemError, from_problem_error, problem_response
+
+logger = logging.getLogger(__name__)
+
+API_PREFIX = "/v1/"
+
+
+def policy_name(request: HttpRequest) -> str:
+    return "submit" if request.method == "POST" else "poll"
+
+
+class RateLimitMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+        self.policies_for = import_string(settings.DPP_RATE_LIMIT_POLICIES)
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if not request.path.startswith(API_PREFIX):
+            return self.get_response(request)
+        try:
+            key = key_from_request(request)
+        except ProblemError as exc:
+            key = None
+            rejected: HttpResponse | None = from_problem_error(exc)
+        else:
+            rejected = None
+        subject = f"tenant:{key.tenant_id}" if key else f"addr:{request.META.get('REMOTE_ADDR')}"
+        policy = self.policies_for(key.tenant if key else None)[policy_name(request)]
+        try:
+            decision = ratelimit.hit(subject=subject, policy=policy)
+        except ratelimit.LimiterUnavailable:
+            return self._unavailable(request, policy, rejected)
+        if rejected is None and not decision.allowed:
+            rejected = self._limited(request, decision)
+        response = rejected or self.get_response(request)
+        for name, value in decision.headers.items():
+            response[name] = value
+        return response
+
+    def _limited(self, request: HttpRequest, decision: ratelimit.Decision) -> HttpResponse:
+        request.access_log = {
+            **getattr(request, "access_log", {}),
+            "budget_decision": "rate_limited",
+        }
+        return problem_response(
+            PROBLEM_TYPES["rate-limited"],
+            f"The {decision.policy.name!r} policy allows {decision.policy.quota} requests per "
+            f"{decision.policy.window} s. Retry in {decision.reset} s.",
+            headers={"Retry-After": str(decision.reset)},
+            extensions={"violated-policies": [decision.violation]},
+        )
+
+    def _unavailable(
+        self, request: HttpRequest, policy: ratelimit.Policy, rejected: HttpResponse | None
+    ) -> HttpResponse:
+        # Polls fail open (reading is harmless); submits fail closed (they move money).
+        logger.error("rate limiter unavailable", extra={"policy": policy.name}, exc_info=True)
+        if rejected is not None:
+            return rejected
+        if policy.name == "poll":
+            return self.get_response(request)
+        return problem_response(
+            PROBLEM_TYPES["service-unavailable"],
+            "Submissions are briefly unavailable (rate limiter unreachable). Retry shortly.",
+            headers={"Retry-After": "5"},
+        )
