@@ -34,4 +34,6 @@ test: lint
 	$(BIN)/pytest
 
 bench: $(STAMP)
-	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} $(BIN)/python -m bench
+	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \
+	REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
+	$(BIN)/python -m tests.bench.throughput

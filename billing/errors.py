@@ -48,7 +48,6 @@ class InsufficientBudget(BillingError):
     Nothing was written when this is raised: the conditional UPDATE matched no row.
     """
 
-    # The request field the client can change; dpp.problems renders ``field_errors``.
     def __init__(
         self,
         tenant_id: UUID | str | None,
@@ -61,6 +60,8 @@ class InsufficientBudget(BillingError):
         self.tenant_id = tenant_id
         self.requested_micros = requested_micros
         self.available_micros = available_micros
+        # The request field the client can change (None when there is none, e.g. an
+        # operator's debit); dpp.problems renders it through ``field_errors``.
         self.pointer = pointer
         super().__init__(
             f"Available budget ${_usd(available_micros)} does not cover the "

@@ -1,6 +1,14 @@
 """Rendering of budget documents. Read-only: nothing here writes."""
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+
+
+@extend_schema_field(
+    {"type": "string", "pattern": r"^[0-9]+\.[0-9]{6}$", "examples": ["10.000000"]}
+)
+class UsdString(serializers.CharField):
+    """A non-negative USD amount rendered with exactly six decimal places."""
 
 
 class PlanSerializer(serializers.Serializer):
@@ -8,7 +16,7 @@ class PlanSerializer(serializers.Serializer):
     submit_per_minute = serializers.IntegerField(help_text="Submissions allowed per minute.")
     poll_per_minute = serializers.IntegerField(help_text="Polls allowed per minute.")
     max_concurrent_runs = serializers.IntegerField(help_text="Runs in flight at once.")
-    max_cost_per_run_usd = serializers.CharField(
+    max_cost_per_run_usd = UsdString(
         help_text="The largest `max_cost_usd` one run may reserve (six-place USD)."
     )
     allowed_pack_types = serializers.ListField(child=serializers.CharField())
@@ -16,11 +24,11 @@ class PlanSerializer(serializers.Serializer):
 
 
 class BudgetSerializer(serializers.Serializer):
-    available_usd = serializers.CharField(
+    available_usd = UsdString(
         help_text="What new reservations may use: credited - spent - reserved."
     )
-    reserved_usd = serializers.CharField(help_text="Held for runs that have not finished.")
-    spent_usd = serializers.CharField(help_text="Charged for finished runs (and debits).")
-    credited_usd = serializers.CharField(help_text="Every top-up and credit so far.")
+    reserved_usd = UsdString(help_text="Held for runs that have not finished.")
+    spent_usd = UsdString(help_text="Charged for finished runs (and debits).")
+    credited_usd = UsdString(help_text="Every top-up and credit so far.")
     currency = serializers.ChoiceField(choices=["USD"])
     plan = PlanSerializer()

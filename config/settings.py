@@ -128,9 +128,10 @@ DPP_SQS_RUNS_QUEUE_URL = env.str("DPP_SQS_RUNS_QUEUE_URL", default="")
 DPP_SQS_REAPER_QUEUE_URL = env.str("DPP_SQS_REAPER_QUEUE_URL", default="")
 BROKER_DIR = VAR_DIR / "broker"
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    for _sub in ("queue", "processed"):
+    for _sub in ("queue", "processed", "control"):
         (BROKER_DIR / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "control_folder": str(BROKER_DIR / "control"),
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
         "processed_folder": str(BROKER_DIR / "processed"),
@@ -144,7 +145,10 @@ else:
         # kombu applies it only to queues it creates: predefined queues keep their own
         # VisibilityTimeout attribute, which the /readyz broker check compares to the lease.
         "visibility_timeout": DPP_LEASE_TTL_SEC * 3,
-        "polling_interval": 1,
+        # The pause before polling again after an empty poll, and also while every pool
+        # process is busy (prefetch full): 1 s (kombu's default) would idle a worker that
+        # just freed a process; 0 would spin the consumer loop on a full pool.
+        "polling_interval": 0.1,
         "wait_time_seconds": _SQS_WAIT_TIME_SEC,
         "region": env.str("AWS_DEFAULT_REGION", default="us-east-1"),
         # kombu speaks plain http to a host named in the URL unless told otherwise: https
@@ -197,9 +201,15 @@ if AWS_STORAGE_BUCKET_NAME:
             "querystring_expire": 600,
             "file_overwrite": True,
             "default_acl": None,
-            # Bounded calls: a receipt write or a readiness probe fails in seconds, not minutes.
             "client_config": BotoConfig(
-                connect_timeout=3, read_timeout=20, retries={"mode": "standard", "max_attempts": 3}
+                # SigV4: AWS refuses the legacy SigV2 presigned URLs boto3 still makes by
+                # default in us-east-1. (Set here: with a client_config, django-storages
+                # ignores its own signature_version option.)
+                signature_version="s3v4",
+                # Bounded calls: a receipt write or a readiness probe fails in seconds.
+                connect_timeout=3,
+                read_timeout=20,
+                retries={"mode": "standard", "max_attempts": 3},
             ),
         },
     }
@@ -259,6 +269,12 @@ DPP_MAX_ATTEMPTS = env.int("DPP_MAX_ATTEMPTS", default=2)
 DPP_REQUEUE_AFTER_SEC = env.int("DPP_REQUEUE_AFTER_SEC", default=120)
 DPP_MAX_QUEUE_AGE_SEC = env.int("DPP_MAX_QUEUE_AGE_SEC", default=900)
 DPP_DEFAULT_PLAN = env.str("DPP_DEFAULT_PLAN", default="pilot")
+DPP_REAPER_BATCH_SIZE = env.int("DPP_REAPER_BATCH_SIZE", default=200)
+DPP_REAPER_LEASE_SCAN_SEC = env.float("DPP_REAPER_LEASE_SCAN_SEC", default=30)
+DPP_REAPER_REQUEUE_SCAN_SEC = env.float("DPP_REAPER_REQUEUE_SCAN_SEC", default=60)
+DPP_REAPER_AUDIT_SEC = env.float("DPP_REAPER_AUDIT_SEC", default=300)
+DPP_REAPER_RETENTION_SEC = env.float("DPP_REAPER_RETENTION_SEC", default=3600)
+DPP_REAPER_GAUGES_SEC = env.float("DPP_REAPER_GAUGES_SEC", default=15)
 DPP_RATE_LIMIT_POLICIES = "billing.ratelimits.policies_for"
 DPP_POLL_INTERVAL_MS = env.int("DPP_POLL_INTERVAL_MS", default=1000)
 

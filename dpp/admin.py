@@ -136,7 +136,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke selected API keys")
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> HttpResponse | None:
-        prefixes = list(queryset.filter(status=ApiKey.Status.ACTIVE).values_list("prefix", flat=True))
+        active = queryset.filter(status=ApiKey.Status.ACTIVE)
+        prefixes = list(active.values_list("prefix", flat=True))
         for prefix in prefixes:
             api_key_revoke(prefix=prefix)
         self.message_user(request, f"Revoked {len(prefixes)} API key(s).", messages.SUCCESS)

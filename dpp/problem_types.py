@@ -172,7 +172,9 @@ _TYPES = [
         "service-unavailable",
         503,
         "Service unavailable",
-        "A dependency the request needs is unavailable. Retry after a short back-off.",
+        "A dependency the request needs is unavailable. Retry after a short back-off. "
+        "`GET /readyz` answers with this type when a readiness check fails; its `checks` "
+        "member lists every check with `name`, `ok`, `latency_ms` and `error`.",
     ),
     ProblemType(
         "submissions-paused",

@@ -1,5 +1,6 @@
 """Unauthenticated operational endpoints and the problem-type pages."""
 
+import re
 from dataclasses import asdict
 
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -10,6 +11,8 @@ from drf_spectacular.views import SpectacularRedocView
 from dpp.health import run_checks
 from dpp.problem_types import PROBLEM_TYPES
 from dpp.problems import problem_response
+
+_CODE_SPAN = re.compile(r"`([^`]+)`")
 
 
 @require_GET
@@ -46,11 +49,13 @@ def problem_page(request: HttpRequest, slug: str) -> HttpResponse:
                 "description": problem.description,
             }
         )
+    # The registry's text uses Markdown code spans (it is also docs/problems.md).
+    description = _CODE_SPAN.sub(r"<code>\1</code>", str(escape(problem.description)))
     html = (
         "<!doctype html><html><head><meta charset='utf-8'>"
         f"<title>{escape(problem.title)}</title></head><body>"
         f"<h1>{escape(problem.title)}</h1><p><code>{escape(problem.uri)}</code> — HTTP "
-        f"{problem.status}</p><p>{escape(problem.description)}</p></body></html>"
+        f"{problem.status}</p><p>{description}</p></body></html>"
     )
     return HttpResponse(html)
 

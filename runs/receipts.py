@@ -103,6 +103,21 @@ def read_receipt(run: Run) -> Receipt | None:
     return _receipt(key, metadata if isinstance(metadata, dict) else {}, body)
 
 
+def delete_receipt(run: Run) -> None:
+    """Delete the run's result object and its receipt (retention); absent is not an error."""
+    key = result_key(tenant_id=str(run.tenant_id), run_id=str(run.id))
+    storage = result_storage()
+    if isinstance(storage, S3Storage):
+        storage.connection.meta.client.delete_object(
+            Bucket=storage.bucket_name, Key=_s3_key(storage, key)
+        )
+        return
+    path = Path(_filesystem(storage).path(key))
+    # The sidecar first: a crash in between leaves bytes without a receipt, never the reverse.
+    _sidecar(path).unlink(missing_ok=True)
+    path.unlink(missing_ok=True)
+
+
 def receipt_matches(
     run: Run, receipt: Receipt, lease_token: uuid.UUID | str | None = None
 ) -> list[str]:

@@ -274,14 +274,20 @@ def extend_lease(*, run_id: uuid.UUID | str, lease_token: uuid.UUID | str) -> bo
 
 @transaction.atomic
 def finalize_run(
-    *, run_id: uuid.UUID | str, lease_token: uuid.UUID | str, outcome: Outcome
+    *,
+    run_id: uuid.UUID | str,
+    lease_token: uuid.UUID | str,
+    outcome: Outcome,
+    expired_before: datetime | None = None,
 ) -> bool:
     """PROCESSING → COMPLETED or FAILED and the SETTLE transfer, in one transaction.
 
     Completed charges ``outcome.charge_micros``; Failed charges the run's minimum fee.
-    False when the CAS is lost (the lease was taken, or the run flagged AUDIT_REQUIRED):
-    nothing is written, and a receipt already stored is left for the audit and the
-    retention purge.
+    ``expired_before`` (the reaper's) also requires the lease to have expired before that
+    instant, so a worker that renewed it in the meantime keeps its run.
+    False when the CAS is lost (the lease was taken or renewed, or the run flagged
+    AUDIT_REQUIRED): nothing is written, and a receipt already stored is left for the
+    audit and the retention purge.
     """
     now = timezone.now()
     if isinstance(outcome, Completed):
@@ -299,12 +305,15 @@ def finalize_run(
             "error_reason_code": outcome.reason_code[:64],
             "error_detail": outcome.detail[:_DETAIL_MAX_CHARS],
         }
-    won = Run.objects.filter(
+    leased = Run.objects.filter(
         id=run_id,
         status=Run.Status.PROCESSING,
         lease_token=lease_token,
         money_state=Run.MoneyState.RESERVED,
-    ).update(
+    )
+    if expired_before is not None:
+        leased = leased.filter(lease_expires_at__lt=expired_before)
+    won = leased.update(
         **changes,
         money_state=Run.MoneyState.SETTLED,
         completed_at=now,

@@ -90,6 +90,9 @@ WEED_STOP_GRACE_SEC = 2.0
 
 # Short timeouts and no retries while probing a server that is still starting.
 _PROBE_CONFIG = Config(connect_timeout=1, read_timeout=5, retries={"total_max_attempts": 1})
+# Loaded here, not in the forked child: dlopen after fork can deadlock.
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
+_PR_SET_PDEATHSIG = 1
 
 
 class ProcessExitedError(RuntimeError):
@@ -99,7 +102,7 @@ class ProcessExitedError(RuntimeError):
 def free_ports(count: int, host: str = HOST) -> list[int]:
     """``count`` distinct ports that are free right now (all held open while picking)."""
     with ExitStack() as stack:
-        ports = []
+        ports: list[int] = []
         for _ in range(count):
             sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
             sock.bind((host, 0))
@@ -120,9 +123,10 @@ def venv_binary(name: str) -> str:
 
 
 def _die_with_parent() -> None:
-    """Runs in the child before exec: SIGTERM it if pytest dies without cleaning up."""
-    pr_set_pdeathsig = 1
-    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    """Runs in the child before exec (Linux): SIGTERM it if pytest dies without cleaning
+    up, e.g. killed, or ended by ``os._exit`` as pytest-timeout's thread method does."""
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class ManagedProcess:
@@ -151,6 +155,7 @@ class ManagedProcess:
         self.cwd = cwd
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
+        self._finished = False  # stopped and reaped: its pid (= pgid) may be reused now
 
     @property
     def _popen(self) -> subprocess.Popen[bytes]:
@@ -187,7 +192,7 @@ class ManagedProcess:
             env=self.env,
             cwd=self.cwd,
             start_new_session=True,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            preexec_fn=_die_with_parent,
         )
         if ready is not None:
             try:
@@ -226,8 +231,8 @@ class ManagedProcess:
 
     def stop(self, grace: float = 10.0) -> int | None:
         """SIGTERM the group, SIGKILL it after ``grace`` seconds; returns the exit code."""
-        if self._proc is None:
-            return None
+        if self._proc is None or self._finished:
+            return self.returncode
         if self._proc.poll() is None:
             self._signal_group(signal.SIGTERM)
             try:
@@ -241,12 +246,14 @@ class ManagedProcess:
 
     def kill9(self) -> int:
         """SIGKILL the whole group now, as a machine or container crash would."""
-        self._signal_group(signal.SIGKILL)
+        if not self._finished:
+            self._signal_group(signal.SIGKILL)
         returncode = self._popen.wait()
         self._clean_up()
         return returncode
 
     def _clean_up(self) -> None:
+        self._finished = True
         for path in self.leftovers:
             path.unlink(missing_ok=True)
         if self._log is not None:

@@ -8,7 +8,7 @@ import pytest
 from billing import services
 from billing.models import Account
 from tests.billing.helpers import USD
-from tests.factories import AccountFactory
+from tests.factories import AccountFactory, seeded_plan
 
 
 @pytest.fixture
@@ -23,3 +23,10 @@ def funded_account(db) -> Callable[..., Account]:
         return account
 
     return make
+
+
+@pytest.fixture
+def plans(db) -> None:
+    """The seeded plans, restored if a transactional test flushed them."""
+    seeded_plan("free")
+    seeded_plan("pilot")

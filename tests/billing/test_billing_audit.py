@@ -99,6 +99,9 @@ def test_invariant_1_a_deleted_transfer(ledger):
 def test_invariant_2_overdrawn_account_with_the_check_constraint_dropped(ledger):
     # The CHECK makes this impossible; drop it (inside the test transaction) to prove the
     # audit would still see it, e.g. on a restored backup without constraints.
+    # (Deferred foreign-key checks must fire first: PostgreSQL will not ALTER a table
+    # with pending trigger events.)
+    corrupt("SET CONSTRAINTS ALL IMMEDIATE")
     corrupt(f"ALTER TABLE {ACCOUNT} DROP CONSTRAINT account_cannot_overdraw")
     corrupt(
         f"UPDATE {ACCOUNT} SET debits_pending = credits_posted + 1 WHERE id = %s",
@@ -118,7 +121,8 @@ def test_invariant_3_terminal_run_without_settle_or_void(ledger):
 
 def test_invariant_3_non_terminal_run_with_a_settle(ledger):
     corrupt(
-        f"UPDATE {RUN} SET status = 'PROCESSING', lease_token = %s, lease_expires_at = NOW() WHERE id = %s",
+        f"UPDATE {RUN} SET status = 'PROCESSING', lease_token = %s, "
+        "lease_expires_at = NOW() WHERE id = %s",
         ["5f0c1d2e-0000-4000-8000-000000000000", ledger.settled.id],
     )
     assert invariants() == [3]

@@ -9,7 +9,7 @@ from billing.models import Account, Transfer
 from reaper.audit import audit
 from tests.billing.helpers import USD, new_run, record_outcome, reserved_run, run_concurrently
 
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_fifty_concurrent_reservations_never_overdraw(funded_account, capsys):

@@ -14,14 +14,14 @@ from billing.errors import (
     ReservationExists,
     ReservationNotFound,
 )
-from billing.models import Account, Plan, Transfer
+from billing.models import Account, Transfer
 from billing.selectors import balances_from_transfers
 from dpp import context
 from dpp.models import Tenant
 from dpp.problems import to_response
 from reaper.audit import audit
 from tests.billing.helpers import USD, new_run, record_outcome, reserved_run
-from tests.factories import RunFactory, TenantFactory
+from tests.factories import RunFactory, TenantFactory, seeded_plan
 
 pytestmark = pytest.mark.django_db
 
@@ -122,10 +122,13 @@ def test_reserve_rolls_back_with_the_callers_transaction(funded_account):
     class Abort(Exception):
         pass
 
-    with pytest.raises(Abort), transaction.atomic():
-        run = new_run(account, USD)
-        services.reserve(run=run, amount_micros=USD)
+    @transaction.atomic
+    def submit_then_fail() -> None:
+        services.reserve(run=new_run(account, USD), amount_micros=USD)
         raise Abort
+
+    with pytest.raises(Abort):
+        submit_then_fail()
     assert columns(account) == (10 * USD, 0, 0)
     assert not Transfer.objects.filter(kind="RESERVE", account=account).exists()
 
@@ -234,12 +237,12 @@ def test_transfers_carry_the_trace_id_of_the_context(funded_account):
     assert services.top_up(account=account, amount_micros=1).trace_id == ""
 
 
-def test_account_open_uses_the_default_plan_and_is_idempotent(db, settings):
+def test_account_open_uses_the_default_plan_and_is_idempotent(plans, settings):
     settings.DPP_DEFAULT_PLAN = "free"
     tenant = TenantFactory()
     account = services.account_open(tenant=tenant)
     assert account.plan.name == "free"
-    again = services.account_open(tenant=tenant, plan=Plan.objects.get(name="pilot"))
+    again = services.account_open(tenant=tenant, plan=seeded_plan("pilot"))
     assert again.pk == account.pk
     assert again.plan.name == "free"
 
@@ -250,7 +253,7 @@ def test_account_open_with_an_unknown_default_plan_fails_clearly(db, settings):
         services.account_open(tenant=TenantFactory())
 
 
-def test_tenant_open_creates_tenant_account_and_opening_top_up(db):
+def test_tenant_open_creates_tenant_account_and_opening_top_up(plans):
     account = services.tenant_open(
         name="acme", plan_name="free", budget_micros=5 * USD, actor="ops"
     )

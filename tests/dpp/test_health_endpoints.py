@@ -5,9 +5,10 @@ A failing /readyz is a 503 problem document, like every error, with a `checks` m
 
 import pytest
 from django.core.cache import caches
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.test import override_settings
 
+from dpp import health
 from dpp.health import READYZ_DATABASE_STATUS
 from tests.dpp.problem_assertions import assert_problem
 
@@ -63,23 +64,23 @@ def test_readyz_answers_503_naming_the_cache_when_redis_is_down(client, json_log
     assert warning["check"] == "cache"
 
 
-@pytest.mark.django_db(transaction=True)
-def test_readyz_answers_503_when_the_database_is_unreachable(client):
+def test_readyz_answers_503_when_the_database_is_unreachable(client, monkeypatch):
     if connection.vendor == "sqlite":
         pytest.skip("SQLite has no server to be unreachable")
-    # A real failure: point the connection at a port nothing listens on.
-    saved = dict(connection.settings_dict)
-    connection.close()
-    connection.settings_dict.update({"HOST": "127.0.0.1", "PORT": "1"})
+    # A real failure: the check connects to a port nothing listens on. (A second
+    # connection object, so the test's own transaction stays untouched.)
+    real = connections[DEFAULT_DB_ALIAS]
+    unreachable = type(real)({**real.settings_dict, "HOST": "127.0.0.1", "PORT": "1"}, real.alias)
+    monkeypatch.setattr(health, "connection", unreachable)
     try:
         response = client.get("/readyz")
     finally:
-        connection.close()
-        connection.settings_dict.clear()
-        connection.settings_dict.update(saved)
+        unreachable.close()
     body = assert_problem(response, 503, "service-unavailable")
     checks = {check["name"]: check for check in body["checks"]}
     assert checks["database"]["ok"] is False
+    assert checks["database"]["error"] == "OperationalError"
+    assert checks["cache"]["ok"] is True
     assert READYZ_DATABASE_STATUS._value.get() == 0
 
 

@@ -176,7 +176,8 @@ def _v1_operations() -> list[tuple[str, str]]:
         while "<" in path:
             start, end = path.index("<"), path.index(">")
             path = path[:start] + str(uuid.uuid4()) + path[end + 1 :]
-        operations += [(m, path) for m in ("get", "post", "put", "patch", "delete") if hasattr(view, m)]
+        methods = [m for m in ("get", "post", "put", "patch", "delete") if hasattr(view, m)]
+        operations += [(method, path) for method in methods]
     return operations
 
 

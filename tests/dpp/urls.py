@@ -10,7 +10,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.urls import handler400, handler403, handler404, handler500, urlpatterns as real
+from config.urls import handler400, handler403, handler404, handler500
+from config.urls import urlpatterns as real
 from dpp.openapi import problem_responses
 
 

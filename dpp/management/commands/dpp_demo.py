@@ -22,7 +22,7 @@ from dpp.services import api_key_issue
 DEMO_BUDGET_MICROS = 10_000_000  # $10
 KEY_FILE_NAME = "demo_api_key"
 
-# A 4 options × 3 criteria decision: $0.010100, well inside the $0.05 reservation.
+# A decision of 4 options by 3 criteria: $0.010100, well inside the $0.05 reservation.
 DEMO_RUN = {
     "pack_type": "decision",
     "inputs": {

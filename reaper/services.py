@@ -1,0 +1,316 @@
+"""The reaper's repairs. Every change is a compare-and-set, so two reapers, or a reaper
+racing a worker, can never both act on one run.
+
+Each scan is bounded by ``DPP_REAPER_BATCH_SIZE``; a backlog drains over several ticks.
+"""
+
+import logging
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from billing import services as billing
+from reaper.audit import Violation, run_audit
+from reaper.models import AuditResolution
+from runs import services as runs
+from runs.models import Run
+from runs.receipts import delete_receipt, read_receipt, receipt_matches
+
+logger = logging.getLogger(__name__)
+
+WORKER_TIMEOUT = "WORKER_TIMEOUT"
+QUEUE_TIMEOUT = "QUEUE_TIMEOUT"
+RECEIPT_INVALID = "RECEIPT_INVALID"
+
+
+@dataclass
+class ScanResult:
+    """What one scan did, by action; returned by every scan for logs, metrics and tests."""
+
+    scan: str
+    actions: Counter = field(default_factory=Counter)
+
+    def count(self, action: str) -> None:
+        self.actions[action] += 1
+
+
+def _batch() -> int:
+    return settings.DPP_REAPER_BATCH_SIZE
+
+
+# --- Lease expiry ---------------------------------------------------------------------
+
+
+def expire_leases(*, now: datetime | None = None) -> ScanResult:
+    """PROCESSING runs whose lease ran out: roll forward, requeue, or fail them."""
+    now = now or timezone.now()
+    result = ScanResult("expire_leases")
+    expired = (
+        Run.objects.filter(
+            status=Run.Status.PROCESSING,
+            money_state=Run.MoneyState.RESERVED,
+            lease_expires_at__lt=now,
+        )
+        .order_by("lease_expires_at")
+        .values_list("id", flat=True)[: _batch()]
+    )
+    for run_id in expired:
+        result.count(reap_expired_lease(run_id=run_id, now=now))
+    return result
+
+
+def reap_expired_lease(*, run_id: uuid.UUID, now: datetime) -> str:
+    """Settle one expired lease from what object storage proves.
+
+    A valid receipt means the pack finished: roll forward with its charge. An invalid one
+    cannot be trusted either way: a person must look. No receipt: retry while attempts
+    remain, then fail with the minimum fee.
+    """
+    run = Run.objects.filter(id=run_id).first()
+    if run is None or run.status != Run.Status.PROCESSING or run.lease_expires_at >= now:
+        return "skipped"
+    lease_token = run.lease_token
+    receipt = read_receipt(run)
+    if receipt is not None:
+        reasons = receipt_matches(run, receipt, lease_token)
+        if not reasons:
+            won = runs.finalize_run(
+                run_id=run_id,
+                lease_token=lease_token,
+                outcome=runs.Completed.from_receipt(receipt),
+            )
+            return "rolled_forward" if won else "lost_race"
+        return "audit_required" if flag_invalid_receipt(run=run, reasons=reasons) else "lost_race"
+    if run.attempts < settings.DPP_MAX_ATTEMPTS:
+        if requeue_expired(run_id=run_id, lease_token=lease_token, now=now):
+            runs.publish_run(run_id=run_id)
+            return "requeued"
+        return "lost_race"
+    won = runs.finalize_run(
+        run_id=run_id,
+        lease_token=lease_token,
+        outcome=runs.Failed(WORKER_TIMEOUT, "The worker stopped renewing its lease."),
+        expired_before=now,
+    )
+    return "failed" if won else "lost_race"
+
+
+@transaction.atomic
+def requeue_expired(*, run_id: uuid.UUID, lease_token: uuid.UUID, now: datetime) -> bool:
+    """PROCESSING → QUEUED, only while the lease is still the expired one we saw."""
+    return bool(
+        Run.objects.filter(
+            id=run_id,
+            status=Run.Status.PROCESSING,
+            money_state=Run.MoneyState.RESERVED,
+            lease_token=lease_token,
+            lease_expires_at__lt=now,
+        ).update(
+            status=Run.Status.QUEUED,
+            lease_token=None,
+            lease_expires_at=None,
+            updated_at=now,
+            version=F("version") + 1,
+        )
+    )
+
+
+@transaction.atomic
+def flag_invalid_receipt(*, run: Run, reasons: list[str]) -> bool:
+    """A receipt that does not match its run: money stays reserved until a person decides."""
+    won = Run.objects.filter(
+        id=run.id,
+        status=Run.Status.PROCESSING,
+        money_state=Run.MoneyState.RESERVED,
+        lease_token=run.lease_token,
+    ).update(
+        money_state=Run.MoneyState.AUDIT_REQUIRED,
+        error_reason_code=RECEIPT_INVALID,
+        error_detail="; ".join(reasons)[:500],
+        version=F("version") + 1,
+    )
+    if won:
+        _alert(run_id=run.id, tenant_id=run.tenant_id, invariant=None, detail="; ".join(reasons))
+    return bool(won)
+
+
+# --- Requeue and queue timeout --------------------------------------------------------
+
+
+def requeue_stale(*, now: datetime | None = None) -> ScanResult:
+    """Republish QUEUED runs nobody claimed; refund those that waited too long.
+
+    The runs table is the outbox: a submit whose publish failed is found here.
+    """
+    now = now or timezone.now()
+    result = ScanResult("requeue_stale")
+    too_old = now - timedelta(seconds=settings.DPP_MAX_QUEUE_AGE_SEC)
+    for run_id in (
+        Run.objects.filter(status=Run.Status.QUEUED, created_at__lt=too_old)
+        .order_by("created_at")
+        .values_list("id", flat=True)[: _batch()]
+    ):
+        result.count("refunded" if refund_queue_timeout(run_id=run_id, now=now) else "lost_race")
+    stale = now - timedelta(seconds=settings.DPP_REQUEUE_AFTER_SEC)
+    for run_id, published_at in (
+        Run.objects.filter(status=Run.Status.QUEUED, created_at__gte=too_old)
+        .filter(Q(published_at__lt=stale) | Q(published_at__isnull=True, created_at__lt=stale))
+        .order_by("created_at")
+        .values_list("id", "published_at")[: _batch()]
+    ):
+        # Claim the republish first so that two reapers do not both publish.
+        claimed = Run.objects.filter(
+            id=run_id, status=Run.Status.QUEUED, published_at=published_at
+        ).update(published_at=now)
+        if claimed:
+            runs.publish_run(run_id=run_id)
+            result.count("republished")
+        else:
+            result.count("lost_race")
+    return result
+
+
+@transaction.atomic
+def refund_queue_timeout(*, run_id: uuid.UUID, now: datetime) -> bool:
+    """QUEUED → FAILED ``QUEUE_TIMEOUT`` with a VOID: a run that never started costs nothing."""
+    won = Run.objects.filter(
+        id=run_id, status=Run.Status.QUEUED, money_state=Run.MoneyState.RESERVED
+    ).update(
+        status=Run.Status.FAILED,
+        money_state=Run.MoneyState.REFUNDED,
+        actual_cost_micros=0,
+        error_reason_code=QUEUE_TIMEOUT,
+        error_detail="No worker claimed the run before the queue timeout.",
+        completed_at=now,
+        updated_at=now,
+        version=F("version") + 1,
+    )
+    if won:
+        billing.void(run=Run.objects.only("id", "tenant_id").get(id=run_id))
+    return bool(won)
+
+
+# --- Ledger audit ---------------------------------------------------------------------
+
+
+def audit_ledger() -> ScanResult:
+    """Check the invariants; flag every run a violation names. Never moves money."""
+    result = ScanResult("audit_ledger")
+    report = run_audit()
+    for violation in report.violations:
+        result.count(_flag_violation(violation))
+    return result
+
+
+def _flag_violation(violation: Violation) -> str:
+    flagged = 0
+    if violation.run_id:
+        flagged = (
+            Run.objects.filter(id=violation.run_id)
+            .exclude(money_state=Run.MoneyState.AUDIT_REQUIRED)
+            .update(money_state=Run.MoneyState.AUDIT_REQUIRED, version=F("version") + 1)
+        )
+    _alert(
+        run_id=violation.run_id,
+        tenant_id=violation.tenant_id,
+        invariant=violation.invariant,
+        detail=violation.detail,
+    )
+    return "flagged" if flagged else "reported"
+
+
+def _alert(*, run_id, tenant_id, invariant: int | None, detail: str) -> None:
+    logger.critical(
+        "money invariant violated: run needs an operator",
+        extra={
+            "reconcile_type": "no_receipt_audit",
+            "run_id": str(run_id) if run_id else None,
+            "tenant_id": str(tenant_id) if tenant_id else None,
+            "invariant": invariant,
+            "detail": detail,
+        },
+    )
+
+
+# --- Retention ------------------------------------------------------------------------
+
+
+def purge_expired_results(*, now: datetime | None = None) -> ScanResult:
+    """Delete result objects past retention; the run row and its money stay."""
+    now = now or timezone.now()
+    result = ScanResult("purge_expired_results")
+    for run in Run.objects.filter(
+        status=Run.Status.COMPLETED, retention_until__lt=now, result_purged_at__isnull=True
+    ).order_by("retention_until")[: _batch()]:
+        delete_receipt(run)
+        purged = Run.objects.filter(id=run.id, result_purged_at__isnull=True).update(
+            result_purged_at=now, version=F("version") + 1
+        )
+        result.count("purged" if purged else "lost_race")
+    return result
+
+
+# --- Operators ------------------------------------------------------------------------
+
+
+@transaction.atomic
+def resolve_audit(
+    *,
+    run: Run,
+    actor: str,
+    note: str,
+    resolution: str,
+    charge_micros: int = 0,
+    adjust_micros: int = 0,
+) -> AuditResolution:
+    """Close an AUDIT_REQUIRED run by an operator's decision, recorded with who and why.
+
+    ``resolution`` SETTLED posts ``charge_micros`` of the reservation; REFUNDED voids it.
+    A run already finalized in the ledger keeps its transfer (settle/void are no-ops then)
+    and an ``adjust_micros`` correction — positive credits the tenant — goes through
+    ``billing.adjust``. Money never changes by editing fields.
+    """
+    locked = Run.objects.select_for_update().get(id=run.id)
+    if locked.money_state != Run.MoneyState.AUDIT_REQUIRED:
+        raise ValueError("only AUDIT_REQUIRED runs can be resolved")
+    if not note.strip():
+        raise ValueError("a resolution needs a note")
+    if resolution == Run.MoneyState.SETTLED:
+        transfer = billing.settle(run=locked, charge_micros=charge_micros)
+    elif resolution == Run.MoneyState.REFUNDED:
+        transfer = billing.void(run=locked)
+    else:
+        raise ValueError(f"resolution must be SETTLED or REFUNDED, not {resolution}")
+    # settle/void return the run's first finalization if one exists: the ledger decides.
+    settled = transfer.kind == transfer.Kind.SETTLE
+    charged = transfer.amount_micros if settled else 0
+    money_state = Run.MoneyState.SETTLED if settled else Run.MoneyState.REFUNDED
+    terminal = locked.status if locked.is_terminal else Run.Status.FAILED
+    Run.objects.filter(id=locked.id).update(
+        money_state=money_state,
+        status=terminal,
+        actual_cost_micros=charged,
+        completed_at=locked.completed_at or timezone.now(),
+        version=F("version") + 1,
+    )
+    if adjust_micros:
+        billing.adjust(
+            account=locked.tenant.account,
+            amount_micros=adjust_micros,
+            reason=f"audit resolution of run {locked.id}: {note}"[:500],
+            actor=actor,
+        )
+    return AuditResolution.objects.create(
+        run=locked,
+        actor=actor,
+        note=note,
+        resulting_money_state=money_state,
+        charge_micros=charged,
+        adjust_micros=adjust_micros,
+    )

@@ -1,0 +1,35 @@
+"""Thin Celery wrappers over reaper.services, scheduled in config/celery.py."""
+
+import logging
+
+from celery import shared_task
+
+from reaper import services
+
+logger = logging.getLogger(__name__)
+
+
+def _report(result: services.ScanResult) -> dict[str, int]:
+    if result.actions:
+        logger.info("reaper scan", extra={"scan": result.scan, "actions": dict(result.actions)})
+    return dict(result.actions)
+
+
+@shared_task(name="reaper.expire_leases")
+def expire_leases() -> dict[str, int]:
+    return _report(services.expire_leases())
+
+
+@shared_task(name="reaper.requeue_stale")
+def requeue_stale() -> dict[str, int]:
+    return _report(services.requeue_stale())
+
+
+@shared_task(name="reaper.audit_ledger")
+def audit_ledger() -> dict[str, int]:
+    return _report(services.audit_ledger())
+
+
+@shared_task(name="reaper.purge_expired_results")
+def purge_expired_results() -> dict[str, int]:
+    return _report(services.purge_expired_results())
