@@ -6,8 +6,7 @@ erase every reservation made meanwhile. Money moves only through ``billing.servi
 """
 
 from django import forms
-from django.contrib import admin, messages
-from django.contrib.admin import helpers
+from django.contrib import admin
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -17,6 +16,7 @@ from billing import services
 from billing.errors import InvalidAmount
 from billing.models import Account, Plan, Transfer
 from billing.money import micros_to_usd, usd_to_micros
+from dpp.admin_actions import action_with_form
 
 
 @admin.register(Plan)
@@ -85,7 +85,6 @@ class AccountAdmin(admin.ModelAdmin):
         "updated_at",
     )
     actions = ["top_up"]
-    top_up_template = "admin/billing/account/top_up.html"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         # `manage.py dpp_tenant create` opens the tenant and its account together.
@@ -116,35 +115,27 @@ class AccountAdmin(admin.ModelAdmin):
 
     @admin.action(description="Top up selected accounts…", permissions=["change"])
     def top_up(self, request: HttpRequest, queryset: QuerySet[Account]) -> TemplateResponse | None:
-        applying = "apply" in request.POST
-        form = TopUpForm(request.POST if applying else None)
-        if applying and form.is_valid():
-            amount = form.cleaned_data["amount_usd"]
+        def apply(accounts: QuerySet[Account], data: dict) -> str:
             with transaction.atomic():
-                for account in queryset:
+                for account in accounts:
                     services.top_up(
                         account=account,
-                        amount_micros=amount,
-                        reason=form.cleaned_data["reason"],
+                        amount_micros=data["amount_usd"],
+                        reason=data["reason"],
                         actor=request.user.get_username(),
                     )
-            self.message_user(
-                request,
-                f"Topped up {len(queryset)} account(s) by ${micros_to_usd(amount)} each.",
-                messages.SUCCESS,
-            )
-            return None
-        return TemplateResponse(
+            amount = micros_to_usd(data["amount_usd"])
+            return f"Topped up {len(accounts)} account(s) by ${amount} each."
+
+        return action_with_form(
+            self,
             request,
-            self.top_up_template,
-            {
-                **self.admin_site.each_context(request),
-                "title": "Top up budget",
-                "opts": self.opts,
-                "accounts": queryset,
-                "form": form,
-                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-            },
+            queryset,
+            form_class=TopUpForm,
+            title="Top up budget",
+            intro="Credit the same amount to each of these accounts. Each top-up is a TOPUP "
+            "transfer recorded with your username as its actor.",
+            apply=apply,
         )
 
 

@@ -103,3 +103,29 @@ class Run(models.Model):
     @property
     def is_terminal(self) -> bool:
         return self.status in self.TERMINAL
+
+
+class RunEvent(models.Model):
+    """One transition of a run, written in the transaction that made it: the lease history
+    operators read when they audit a run."""
+
+    class Kind(models.TextChoices):
+        CLAIMED = "CLAIMED"
+        REQUEUED = "REQUEUED"
+        FINALIZED = "FINALIZED"
+        AUDIT_FLAGGED = "AUDIT_FLAGGED"
+        RESOLVED = "RESOLVED"
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    attempt = models.PositiveSmallIntegerField()
+    lease_token = models.UUIDField(null=True, blank=True)
+    detail = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["run", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} of {self.run_id} (attempt {self.attempt})"

@@ -9,7 +9,9 @@ shellcheck-clean and runs exactly the documented command for each process type.
 import json
 import os
 import re
+import shutil
 import stat
+import sys
 from pathlib import Path
 
 import pytest
@@ -159,6 +161,29 @@ def test_build_context_has_the_app_and_nothing_else() -> None:
     )
     leaked = sorted(f for f in files if forbidden.search(f))
     assert leaked == []
+
+
+def test_build_context_alone_is_a_working_app(tmp_path: Path) -> None:
+    """What the image gets is enough: collectstatic (the build step) and Django's system
+    checks run from a copy of the build context alone."""
+    app = tmp_path / "app"
+    for rel in build_context():
+        (app / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / rel, app / rel)
+    env = {
+        "PATH": os.environ["PATH"],
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DPP_VAR_DIR": str(tmp_path / "var"),
+        "DPP_STATIC_ROOT": str(tmp_path / "static"),
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    python = sys.executable
+    collect = run([python, "manage.py", "collectstatic", "--noinput"], cwd=app, env=env)
+    assert collect.returncode == 0, collect.stderr
+    assert (tmp_path / "static" / "drf_spectacular_sidecar").is_dir(), "Swagger UI, no CDN"
+    assert (tmp_path / "static" / "admin").is_dir()
+    check = run([python, "manage.py", "check"], cwd=app, env=env)
+    assert check.returncode == 0, check.stderr
 
 
 def test_dockerignore_matcher_follows_docker_rules() -> None:
