@@ -62,6 +62,7 @@ def test_problem_responses_refuses_success_statuses():
         problem_responses(200)
 
 
+@pytest.mark.django_db  # closing a streamed asset fires request_finished, which checks the DB
 @pytest.mark.parametrize("page", ["/docs", "/redoc"])
 def test_docs_page_loads_every_asset_from_this_server(client, page):
     response = client.get(page)

@@ -16,7 +16,7 @@ from tests.execution.packs import executions
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.embedded,
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.django_db(transaction=True),
 ]
 
 DECISION_PRICE = price_micros(n_options=4, n_criteria=3)

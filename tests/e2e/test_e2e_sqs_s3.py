@@ -16,7 +16,7 @@ from tests.e2e.stack import WORKER_PROCESSES, Stack, publishing_to, wait_until_t
 from tests.execution.packs import CRASH_MESSAGE, executions
 from tests.external import S3Server, SqsServer
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 DECISION_PRICE = price_micros(n_options=4, n_criteria=3)  # $0.010100, DESIGN.md §7
 

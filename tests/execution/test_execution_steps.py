@@ -254,7 +254,7 @@ def test_a_worker_that_lost_its_lease_writes_no_receipt_and_does_not_finalize(
     assert settles(run) == []
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_heartbeat_extends_the_lease_while_the_pack_runs(make_run, settings):
     settings.DPP_LEASE_TTL_SEC = 3  # a beat every second
     run = make_run(pack_type="sleepy", inputs={"sleep_sec": 2.5}, timebox_sec=10)
