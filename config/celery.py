@@ -1,9 +1,10 @@
 """The Celery app. Its settings are the ``CELERY_*`` names in config/settings.py; the
-periodic schedule lives here, in one place."""
+periodic schedule and the per-process set-up (tracing, metrics) live here."""
 
 import os
+from contextlib import suppress
 
-from celery import Celery
+from celery import Celery, signals
 from django.conf import settings
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -25,3 +26,35 @@ def schedule_reaper(sender: Celery, **kwargs) -> None:
     ):
         # Expire a tick that waited longer than its interval: the next one does the work.
         sender.add_periodic_task(interval, sender.signature(task), name=task, expires=interval)
+
+
+@signals.setup_logging.connect
+def keep_django_logging(**kwargs) -> None:
+    """Connected so that Celery keeps settings.LOGGING (JSON lines) instead of its own."""
+
+
+@signals.worker_init.connect
+def start_worker_metrics(**kwargs) -> None:
+    from dpp import metrics
+
+    metrics.reset_multiprocess_dir()
+    if settings.DPP_METRICS_PORT:
+        metrics.serve(settings.DPP_METRICS_PORT)
+
+
+@signals.worker_process_init.connect
+def trace_worker_process(**kwargs) -> None:
+    from dpp import tracing
+
+    tracing.configure("dpp-worker")
+
+
+@signals.beat_init.connect
+def start_beat(**kwargs) -> None:
+    from dpp import metrics, tracing
+
+    tracing.configure("dpp-reaper")
+    # Standalone beat serves its own port; beat embedded in a worker (-B) shares the worker's.
+    if settings.DPP_METRICS_PORT:
+        with suppress(OSError):
+            metrics.serve(settings.DPP_METRICS_PORT)

@@ -275,7 +275,8 @@ DPP_REAPER_REQUEUE_SCAN_SEC = env.float("DPP_REAPER_REQUEUE_SCAN_SEC", default=6
 DPP_REAPER_AUDIT_SEC = env.float("DPP_REAPER_AUDIT_SEC", default=300)
 DPP_REAPER_RETENTION_SEC = env.float("DPP_REAPER_RETENTION_SEC", default=3600)
 DPP_REAPER_GAUGES_SEC = env.float("DPP_REAPER_GAUGES_SEC", default=15)
-DPP_RATE_LIMIT_POLICIES = "billing.ratelimits.policies_for"
+DPP_METRICS_PORT = env.int("DPP_METRICS_PORT", default=0)
+DPP_RATE_LIMITS = "billing.ratelimits.limits_for"
 DPP_POLL_INTERVAL_MS = env.int("DPP_POLL_INTERVAL_MS", default=1000)
 
 # --- Logging: JSON lines on stdout -----------------------------------------------------
@@ -291,9 +292,10 @@ LOGGING = {
             "stream": "ext://sys.stdout",
             "formatter": "json",
             "filters": ["context"],
-        }
+        },
+        "metrics": {"class": "dpp.metrics.LogCounterHandler"},
     },
-    "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
+    "root": {"handlers": ["stdout", "metrics"], "level": LOG_LEVEL},
     "loggers": {
         # Our access log replaces Django's request logging, which would double every 4xx/5xx.
         "django.request": {"level": "CRITICAL"},

@@ -18,18 +18,6 @@ if [ "$#" -gt 0 ]; then
     shift
 fi
 
-# prometheus_client's multiprocess mode (gunicorn workers, Celery's prefork children)
-# keeps one file per process in PROMETHEUS_MULTIPROC_DIR. The long-running process that is
-# about to own this container starts from an empty directory: an emptyDir outlives a
-# container restart, and a dead process's files would still be counted. One-off commands
-# (migrate, manage) must not wipe it under a live process, so they only create it.
-if [ -n "${PROMETHEUS_MULTIPROC_DIR:-}" ]; then
-    case "$role" in
-        api | worker | reaper) rm -rf "$PROMETHEUS_MULTIPROC_DIR" ;;
-    esac
-    mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
-fi
-
 # Gossip, mingle and the event heartbeat need broadcast (fanout) queues that a
 # predefined-queue SQS broker does not have; DPP does not use them.
 celery_flags="--without-gossip --without-mingle --without-heartbeat"
@@ -37,6 +25,7 @@ celery_flags="--without-gossip --without-mingle --without-heartbeat"
 case "$role" in
     api)
         exec gunicorn config.wsgi \
+            --config config/gunicorn.py \
             --bind 0.0.0.0:8000 \
             --worker-class gthread \
             --workers "${GUNICORN_WORKERS:-2}" \

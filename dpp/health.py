@@ -12,15 +12,12 @@ from dataclasses import dataclass
 
 from django.core.cache import cache
 from django.db import connection
-from prometheus_client import Gauge
+
+from dpp.metrics import READYZ_DATABASE
 
 logger = logging.getLogger(__name__)
 
 CHECKS: dict[str, Callable[[], None]] = {}
-
-READYZ_DATABASE_STATUS = Gauge(
-    "dpp_readyz_database_status", "1 if the last /readyz database check passed, else 0"
-)
 
 
 def readiness_check(name: str) -> Callable[[Callable[[], None]], Callable[[], None]]:
@@ -71,7 +68,7 @@ def run_checks() -> list[CheckResult]:
             results.append(CheckResult(name, True, _elapsed(started)))
     database = next((r for r in results if r.name == "database"), None)
     if database is not None:
-        READYZ_DATABASE_STATUS.set(1 if database.ok else 0)
+        READYZ_DATABASE.set(1 if database.ok else 0)
     return results
 
 

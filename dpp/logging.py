@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pythonjsonlogger.json import JsonFormatter as _BaseJsonFormatter
 
 from dpp import context
+from dpp.tracing import current_ids
 
 # An API key is dpp_<prefix>_<secret>; a Bearer header may also slip into a message.
 _API_KEY = re.compile(r"dpp_[A-Za-z0-9]{4,}_[A-Za-z0-9_\-]{16,}")
@@ -21,7 +22,7 @@ class ContextFilter(logging.Filter):
     """Copies the context variables onto each record, without overriding explicit extras."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        for key, value in context.current().items():
+        for key, value in {**context.current(), **current_ids()}.items():
             if not hasattr(record, key):
                 setattr(record, key, value)
         return True

@@ -21,6 +21,10 @@ from prometheus_client import (
 
 logger = logging.getLogger(__name__)
 
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    # prometheus_client writes a file per process there from the first metric on.
+    Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
+
 HTTP_REQUESTS = Counter("http_requests", "HTTP requests answered by the API", ["method", "status"])
 RUNS = Counter("dpp_runs", "Runs reaching a state", ["pack_type", "status"])
 RUN_DURATION = Histogram(
@@ -51,6 +55,8 @@ RUNS_BY_STATE = Gauge(
 )
 AUDIT_REQUIRED = Counter("dpp_audit_required", "Runs flagged AUDIT_REQUIRED")
 LOG_ENTRIES = Counter("log_entries", "Log records by severity", ["severity", "reconcile_type"])
+# The money-leak alert takes increase() of this series: it must exist before its first hit.
+LOG_ENTRIES.labels(severity="CRITICAL", reconcile_type="no_receipt_audit")
 REAPER_SCANS = Counter("dpp_reaper_scans", "Reaper scans run", ["scan"])
 REAPER_ACTIONS = Counter("dpp_reaper_actions", "Reaper actions taken", ["scan", "action"])
 

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
 from dpp import context
+from dpp.metrics import HTTP_REQUESTS
 from dpp.problem_types import PROBLEM_TYPES
 from dpp.problems import (
     CONTENT_TYPE,
@@ -48,6 +49,7 @@ class RequestContextMiddleware:
         with context.bound(request_id=request_id):
             response = self.get_response(request)
             response["X-Request-ID"] = request_id
+            HTTP_REQUESTS.labels(method=request.method, status=str(response.status_code)).inc()
             access_logger.info(
                 "request",
                 extra={
@@ -55,10 +57,24 @@ class RequestContextMiddleware:
                     "path": request.path,
                     "status_code": response.status_code,
                     "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    **_budget_decision(request, response),
                     **getattr(request, "access_log", {}),
                 },
             )
         return response
+
+
+# What a submit's answer means for the tenant's budget, when the view did not say more.
+_DECISIONS = {402: "insufficient", 429: "rate_limited", 503: "unavailable"}
+
+
+def _budget_decision(request: HttpRequest, response: HttpResponse) -> dict[str, str]:
+    if request.method != "POST" or not request.path.startswith("/v1/"):
+        return {}
+    status = response.status_code
+    if status < 400:
+        return {}
+    return {"budget_decision": _DECISIONS.get(status, "rejected" if status < 500 else "error")}
 
 
 class RequestBodyLimitMiddleware:

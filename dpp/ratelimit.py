@@ -43,6 +43,14 @@ class Policy:
 
 
 @dataclass(frozen=True)
+class PlanLimits:
+    """The policies that apply to one caller, and the plan they come from."""
+
+    plan: str
+    policies: dict[str, Policy]
+
+
+@dataclass(frozen=True)
 class Decision:
     policy: Policy
     allowed: bool

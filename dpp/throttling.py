@@ -29,7 +29,7 @@ def policy_name(request: HttpRequest) -> str:
 class RateLimitMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
-        self.policies_for = import_string(settings.DPP_RATE_LIMIT_POLICIES)
+        self.limits_for = import_string(settings.DPP_RATE_LIMITS)
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if not request.path.startswith(API_PREFIX):
@@ -42,7 +42,9 @@ class RateLimitMiddleware:
         else:
             rejected = None
         subject = f"tenant:{key.tenant_id}" if key else f"addr:{request.META.get('REMOTE_ADDR')}"
-        policy = self.policies_for(key.tenant if key else None)[policy_name(request)]
+        limits = self.limits_for(key.tenant if key else None)
+        policy = limits.policies[policy_name(request)]
+        request.access_log = {**getattr(request, "access_log", {}), "plan": limits.plan}
         try:
             decision = ratelimit.hit(subject=subject, policy=policy)
         except ratelimit.LimiterUnavailable:

@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 
 from dpp.openapi import problem_responses
 from dpp.problems import ProblemError
+from dpp.tracing import current_traceparent
 from runs import selectors
 from runs.errors import ResultExpired, RunNotFound
 from runs.fingerprint import request_fingerprint
@@ -136,6 +137,7 @@ class RunCollectionApi(APIView):
                 min_reliability_score=body["reservation"]["min_reliability_score"],
                 client_trace_id=body.get("meta", {}).get("trace_id", ""),
             ),
+            traceparent=current_traceparent(),
         )
         receipt = RunReceiptSerializer(outcome.run).data
         headers = {
@@ -145,6 +147,10 @@ class RunCollectionApi(APIView):
         }
         if outcome.replayed:
             headers["Idempotent-Replayed"] = "true"
+        request._request.access_log = {
+            **getattr(request._request, "access_log", {}),
+            "budget_decision": "replayed" if outcome.replayed else "reserved",
+        }
         return Response(receipt, status=202, headers=headers)
 
     @extend_schema(

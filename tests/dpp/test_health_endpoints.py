@@ -9,7 +9,7 @@ from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.test import override_settings
 
 from dpp import health
-from dpp.health import READYZ_DATABASE_STATUS
+from dpp.metrics import READYZ_DATABASE
 from tests.dpp.problem_assertions import assert_problem
 
 pytestmark = pytest.mark.django_db
@@ -43,7 +43,7 @@ def test_readyz_answers_200_with_each_check_and_its_latency(client):
         assert check["ok"] is True
         assert isinstance(check["latency_ms"], int | float)
         assert check["latency_ms"] >= 0
-    assert READYZ_DATABASE_STATUS._value.get() == 1
+    assert READYZ_DATABASE._value.get() == 1
 
 
 def test_readyz_answers_503_naming_the_cache_when_redis_is_down(client, json_logs):
@@ -81,7 +81,7 @@ def test_readyz_answers_503_when_the_database_is_unreachable(client, monkeypatch
     assert checks["database"]["ok"] is False
     assert checks["database"]["error"] == "OperationalError"
     assert checks["cache"]["ok"] is True
-    assert READYZ_DATABASE_STATUS._value.get() == 0
+    assert READYZ_DATABASE._value.get() == 0
 
 
 @pytest.mark.parametrize("path", ["/health", "/readyz"])
