@@ -29,8 +29,9 @@ from billing.errors import (
     ReservationNotFound,
 )
 from billing.models import Account, Plan, Transfer
-from dpp import context
+from dpp.metrics import MONEY
 from dpp.services import tenant_create
+from dpp.tracing import current_ids
 
 if TYPE_CHECKING:
     from dpp.models import Tenant
@@ -47,8 +48,13 @@ class RunRef(Protocol):
 FINALIZATIONS = (Transfer.Kind.SETTLE, Transfer.Kind.VOID)
 
 
-def _trace_id() -> str:
-    return (context.get("trace_id") or "")[:32]
+def _record(**fields) -> Transfer:
+    """Append one transfer (its trace id attached) and count it once the money is real."""
+    transfer = Transfer.objects.create(trace_id=current_ids().get("trace_id", ""), **fields)
+    transaction.on_commit(
+        lambda: MONEY.labels(kind=transfer.kind.lower()).inc(abs(transfer.amount_micros))
+    )
+    return transfer
 
 
 def _require_int(amount: int, name: str) -> None:
@@ -130,13 +136,12 @@ def top_up(*, account: Account, amount_micros: int, reason: str = "", actor: str
     )
     if not updated:
         raise AccountNotFound(account.tenant_id)
-    return Transfer.objects.create(
+    return _record(
         account_id=account.pk,
         kind=Transfer.Kind.TOPUP,
         amount_micros=amount_micros,
         reason=reason,
         actor=actor,
-        trace_id=_trace_id(),
     )
 
 
@@ -170,13 +175,12 @@ def adjust(*, account: Account, amount_micros: int, reason: str, actor: str) -> 
             )
     if not updated:
         raise AccountNotFound(account.tenant_id)
-    return Transfer.objects.create(
+    return _record(
         account_id=account.pk,
         kind=Transfer.Kind.ADJUST,
         amount_micros=amount_micros,
         reason=reason,
         actor=actor,
-        trace_id=_trace_id(),
     )
 
 
@@ -213,12 +217,11 @@ def reserve(*, run: RunRef, amount_micros: int) -> Transfer:
         raise InsufficientBudget(run.tenant_id, amount_micros, _available(pk=account_id))
     try:
         with transaction.atomic():
-            return Transfer.objects.create(
+            return _record(
                 account_id=account_id,
                 kind=Transfer.Kind.RESERVE,
                 run_id=run.id,
                 amount_micros=amount_micros,
-                trace_id=_trace_id(),
             )
     except IntegrityError as exc:
         # transfer_one_reserve_per_run; raising rolls back the UPDATE above with it.
@@ -266,12 +269,11 @@ def _finalize(*, run: RunRef, kind: str, charge_micros: int) -> Transfer:
     # concurrent finalize wait for ours and then fail, so only one of them moves money.
     try:
         with transaction.atomic():
-            transfer = Transfer.objects.create(
+            transfer = _record(
                 account_id=reservation.account_id,
                 kind=kind,
                 run_id=run.id,
                 amount_micros=charge_micros if kind == Transfer.Kind.SETTLE else reserved,
-                trace_id=_trace_id(),
             )
     except IntegrityError:
         existing = _finalization(run.id)

@@ -1,10 +1,27 @@
 import pytest
 from django.core.cache import cache
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from rest_framework.test import APIClient
 
+from dpp import tracing
 from tests.factories import AccountFactory, issue_token
 
 pytest_plugins = ["tests.external"]
+
+SPANS = InMemorySpanExporter()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _tracing():
+    """The test process traces like the API does; spans are kept in memory."""
+    tracing.configure("dpp-api", processors=[SimpleSpanProcessor(SPANS)])
+
+
+@pytest.fixture
+def spans() -> InMemorySpanExporter:
+    SPANS.clear()
+    return SPANS
 
 
 @pytest.fixture(autouse=True)

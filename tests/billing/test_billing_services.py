@@ -2,6 +2,7 @@ import json
 
 import pytest
 from django.db import transaction
+from opentelemetry import trace
 
 from billing import services
 from billing.errors import (
@@ -16,7 +17,6 @@ from billing.errors import (
 )
 from billing.models import Account, Transfer
 from billing.selectors import balances_from_transfers
-from dpp import context
 from dpp.models import Tenant
 from dpp.problems import to_response
 from reaper.audit import audit
@@ -229,11 +229,11 @@ def test_adjustment_needs_an_amount_and_a_reason(funded_account):
         services.adjust(account=account, amount_micros=1, reason="  ", actor="a")
 
 
-def test_transfers_carry_the_trace_id_of_the_context(funded_account):
+def test_transfers_carry_the_trace_id_of_the_active_span(funded_account):
     account = funded_account(usd=0)
-    with context.bound(trace_id="4bf92f3577b34da6a3ce929d0e0e4736"):
+    with trace.get_tracer("test").start_as_current_span("top-up") as span:
         transfer = services.top_up(account=account, amount_micros=1)
-    assert transfer.trace_id == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert transfer.trace_id == f"{span.get_span_context().trace_id:032x}"
     assert services.top_up(account=account, amount_micros=1).trace_id == ""
 
 

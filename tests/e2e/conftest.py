@@ -1,6 +1,7 @@
 from collections.abc import Callable, Iterator
 
 import pytest
+from django.conf import settings
 from django.db import connection
 
 from billing import services as billing
@@ -16,7 +17,7 @@ from tests.e2e.stack import (
 )
 from tests.execution.packs import PACK_LOG_ENV, TEST_PACKS
 from tests.external import S3Server, SqsServer
-from tests.factories import TenantFactory, issue_token
+from tests.factories import TenantFactory, issue_token, seeded_plan
 
 USD = 1_000_000
 
@@ -76,6 +77,9 @@ def new_tenant() -> Callable[[Stack], tuple[HttpApi, Account]]:
     (rate limits and concurrency far above what the tests use), and its API client."""
 
     def make(stack: Stack) -> tuple[HttpApi, Account]:
+        # Unauthenticated requests (the signed result link) are limited by the default
+        # plan, which an earlier transactional test's flush may have removed.
+        seeded_plan(settings.DPP_DEFAULT_PLAN)
         plan, _ = Plan.objects.get_or_create(
             name="e2e",
             defaults={
