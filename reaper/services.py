@@ -16,6 +16,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from billing import services as billing
+from dpp.metrics import AUDIT_REQUIRED
 from reaper.audit import Violation, run_audit
 from reaper.models import AuditResolution
 from runs import services as runs
@@ -136,6 +137,7 @@ def flag_invalid_receipt(*, run: Run, reasons: list[str]) -> bool:
         version=F("version") + 1,
     )
     if won:
+        transaction.on_commit(AUDIT_REQUIRED.inc)
         _alert(run_id=run.id, tenant_id=run.tenant_id, invariant=None, detail="; ".join(reasons))
     return bool(won)
 
@@ -209,20 +211,26 @@ def audit_ledger() -> ScanResult:
 
 
 def _flag_violation(violation: Violation) -> str:
-    flagged = 0
+    """Flag the run a violation names and alert once; a run already flagged is known.
+
+    Account-level violations name no run: they alert on every audit until repaired.
+    """
     if violation.run_id:
         flagged = (
             Run.objects.filter(id=violation.run_id)
             .exclude(money_state=Run.MoneyState.AUDIT_REQUIRED)
             .update(money_state=Run.MoneyState.AUDIT_REQUIRED, version=F("version") + 1)
         )
+        if not flagged:
+            return "already_flagged"
+        AUDIT_REQUIRED.inc()
     _alert(
         run_id=violation.run_id,
         tenant_id=violation.tenant_id,
         invariant=violation.invariant,
         detail=violation.detail,
     )
-    return "flagged" if flagged else "reported"
+    return "flagged" if violation.run_id else "reported"
 
 
 def _alert(*, run_id, tenant_id, invariant: int | None, detail: str) -> None:

@@ -4,12 +4,16 @@ import logging
 
 from celery import shared_task
 
-from reaper import services
+from dpp.metrics import REAPER_ACTIONS, REAPER_SCANS
+from reaper import gauges, services
 
 logger = logging.getLogger(__name__)
 
 
 def _report(result: services.ScanResult) -> dict[str, int]:
+    REAPER_SCANS.labels(scan=result.scan).inc()
+    for action, count in result.actions.items():
+        REAPER_ACTIONS.labels(scan=result.scan, action=action).inc(count)
     if result.actions:
         logger.info("reaper scan", extra={"scan": result.scan, "actions": dict(result.actions)})
     return dict(result.actions)
@@ -33,3 +37,8 @@ def audit_ledger() -> dict[str, int]:
 @shared_task(name="reaper.purge_expired_results")
 def purge_expired_results() -> dict[str, int]:
     return _report(services.purge_expired_results())
+
+
+@shared_task(name="reaper.record_gauges")
+def record_gauges() -> None:
+    gauges.record()

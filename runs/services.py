@@ -26,7 +26,7 @@ from django.utils import timezone
 from billing import services as billing
 from billing.fees import minimum_fee
 from billing.selectors import account_for_tenant, lock_account
-from dpp import context
+from dpp import context, metrics
 from dpp.models import Tenant
 from runs.errors import (
     ConcurrencyLimitExceeded,
@@ -257,19 +257,23 @@ def claim_run(*, run_id: uuid.UUID | str) -> Lease | None:
     )
     if not claimed:
         return None
+    metrics.WORKER_HEARTBEAT.set_to_current_time()
     return Lease(run=Run.objects.get(id=run_id), token=token, expires_at=expires_at)
 
 
 def extend_lease(*, run_id: uuid.UUID | str, lease_token: uuid.UUID | str) -> bool:
     """Push the lease TTL seconds ahead; False when the lease is no longer ours."""
     now = timezone.now()
-    return bool(
-        Run.objects.filter(id=run_id, status=Run.Status.PROCESSING, lease_token=lease_token).update(
-            lease_expires_at=now + timedelta(seconds=settings.DPP_LEASE_TTL_SEC),
-            updated_at=now,
-            version=F("version") + 1,
-        )
+    extended = Run.objects.filter(
+        id=run_id, status=Run.Status.PROCESSING, lease_token=lease_token
+    ).update(
+        lease_expires_at=now + timedelta(seconds=settings.DPP_LEASE_TTL_SEC),
+        updated_at=now,
+        version=F("version") + 1,
     )
+    if extended:
+        metrics.WORKER_HEARTBEAT.set_to_current_time()
+    return bool(extended)
 
 
 @transaction.atomic
@@ -326,20 +330,31 @@ def finalize_run(
             extra={"run_id": str(run_id), "outcome": type(outcome).__name__},
         )
         return False
-    run = Run.objects.only("id", "tenant_id", "reserved_micros", "actual_cost_micros").get(
-        id=run_id
-    )
+    run = Run.objects.only(
+        "id", "tenant_id", "pack_type", "reserved_micros", "actual_cost_micros", "started_at"
+    ).get(id=run_id)
     billing.settle(run=run, charge_micros=run.actual_cost_micros)
+    status = changes["status"]
+    transaction.on_commit(lambda: _count_finalized(run, status=status, now=now))
     logger.info(
         "run finalized",
         extra={
             "run_id": str(run_id),
-            "status": changes["status"],
+            "status": status,
             "charge_usd_micros": run.actual_cost_micros,
             "reason_code": getattr(outcome, "reason_code", ""),
         },
     )
     return True
+
+
+def _count_finalized(run: Run, *, status: str, now: datetime) -> None:
+    """Once committed: the run's terminal state and its claim → finalize duration."""
+    metrics.RUNS.labels(pack_type=run.pack_type, status=status).inc()
+    if run.started_at is not None:
+        metrics.RUN_DURATION.labels(pack_type=run.pack_type, status=status).observe(
+            (now - run.started_at).total_seconds()
+        )
 
 
 def execute_run(*, run_id: uuid.UUID | str) -> None:

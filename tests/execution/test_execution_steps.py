@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from billing.models import Account, Transfer
 from reaper.audit import audit
@@ -283,3 +284,23 @@ def test_decision_inputs_of_every_size_settle_at_the_published_price(make_run):
 
     run.refresh_from_db()
     assert settles(run) == [price_micros(n_options=50, n_criteria=10)]
+
+
+def test_execution_records_the_heartbeat_the_terminal_state_and_the_duration(
+    make_run, django_capture_on_commit_callbacks
+):
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    labels = {"pack_type": "decision", "status": "COMPLETED"}
+    completed_before = sample("dpp_runs_total", **labels)
+    durations_before = sample("dpp_run_duration_seconds_count", **labels)
+    started = time.time()
+    run = make_run()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        execute_run(run_id=run.id)
+
+    assert sample("dpp_worker_last_heartbeat_timestamp") >= int(started)
+    assert sample("dpp_runs_total", **labels) == completed_before + 1
+    assert sample("dpp_run_duration_seconds_count", **labels) == durations_before + 1
