@@ -20,6 +20,9 @@ from dpp.problems import ProblemError, from_problem_error, problem_response
 logger = logging.getLogger(__name__)
 
 API_PREFIX = "/v1/"
+# Signed result links stand in for S3 presigned URLs: the signature is the credential and,
+# like S3, they are not counted against a tenant's API quota.
+UNLIMITED_PREFIXES = ("/v1/results/",)
 
 
 def policy_name(request: HttpRequest) -> str:
@@ -32,7 +35,7 @@ class RateLimitMiddleware:
         self.limits_for = import_string(settings.DPP_RATE_LIMITS)
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if not request.path.startswith(API_PREFIX):
+        if not request.path.startswith(API_PREFIX) or request.path.startswith(UNLIMITED_PREFIXES):
             return self.get_response(request)
         try:
             key = key_from_request(request)

@@ -20,7 +20,7 @@ from dpp.metrics import AUDIT_REQUIRED
 from reaper.audit import Violation, run_audit
 from reaper.models import AuditResolution
 from runs import services as runs
-from runs.models import Run
+from runs.models import Run, RunEvent
 from runs.receipts import delete_receipt, read_receipt, receipt_matches
 
 logger = logging.getLogger(__name__)
@@ -105,21 +105,27 @@ def reap_expired_lease(*, run_id: uuid.UUID, now: datetime) -> str:
 @transaction.atomic
 def requeue_expired(*, run_id: uuid.UUID, lease_token: uuid.UUID, now: datetime) -> bool:
     """PROCESSING → QUEUED, only while the lease is still the expired one we saw."""
-    return bool(
-        Run.objects.filter(
-            id=run_id,
-            status=Run.Status.PROCESSING,
-            money_state=Run.MoneyState.RESERVED,
-            lease_token=lease_token,
-            lease_expires_at__lt=now,
-        ).update(
-            status=Run.Status.QUEUED,
-            lease_token=None,
-            lease_expires_at=None,
-            updated_at=now,
-            version=F("version") + 1,
-        )
+    requeued = Run.objects.filter(
+        id=run_id,
+        status=Run.Status.PROCESSING,
+        money_state=Run.MoneyState.RESERVED,
+        lease_token=lease_token,
+        lease_expires_at__lt=now,
+    ).update(
+        status=Run.Status.QUEUED,
+        lease_token=None,
+        lease_expires_at=None,
+        updated_at=now,
+        version=F("version") + 1,
     )
+    if requeued:
+        runs.record_event(
+            run=Run.objects.get(id=run_id),
+            kind=RunEvent.Kind.REQUEUED,
+            lease_token=lease_token,
+            detail="lease expired without a receipt",
+        )
+    return bool(requeued)
 
 
 @transaction.atomic
@@ -137,6 +143,12 @@ def flag_invalid_receipt(*, run: Run, reasons: list[str]) -> bool:
         version=F("version") + 1,
     )
     if won:
+        runs.record_event(
+            run=run,
+            kind=RunEvent.Kind.AUDIT_FLAGGED,
+            lease_token=run.lease_token,
+            detail="; ".join(reasons),
+        )
         transaction.on_commit(AUDIT_REQUIRED.inc)
         _alert(run_id=run.id, tenant_id=run.tenant_id, invariant=None, detail="; ".join(reasons))
     return bool(won)
@@ -223,6 +235,11 @@ def _flag_violation(violation: Violation) -> str:
         )
         if not flagged:
             return "already_flagged"
+        runs.record_event(
+            run=Run.objects.get(id=violation.run_id),
+            kind=RunEvent.Kind.AUDIT_FLAGGED,
+            detail=f"invariant {violation.invariant}: {violation.detail}",
+        )
         AUDIT_REQUIRED.inc()
     _alert(
         run_id=violation.run_id,
@@ -314,6 +331,9 @@ def resolve_audit(
             reason=f"audit resolution of run {locked.id}: {note}"[:500],
             actor=actor,
         )
+    runs.record_event(
+        run=locked, kind=RunEvent.Kind.RESOLVED, detail=f"{money_state} by {actor}: {note}"
+    )
     return AuditResolution.objects.create(
         run=locked,
         actor=actor,

@@ -171,7 +171,9 @@ class RunCollectionApi(APIView):
             tenant=request.auth, status=query.validated_data.get("status")
         )
         page = paginator.paginate_queryset(runs, request, view=self)
-        return paginator.get_paginated_response(RunSerializer(page, many=True).data)
+        return paginator.get_paginated_response(
+            RunSerializer(page, many=True, context={"request": request}).data
+        )
 
 
 class RunDetailApi(APIView):
@@ -188,7 +190,7 @@ class RunDetailApi(APIView):
             and run.retention_until < timezone.now()
         ):
             raise ResultExpired(run_id=str(run.id))
-        return Response(RunSerializer(run).data)
+        return Response(RunSerializer(run, context={"request": request}).data)
 
 
 class ResultDownloadApi(APIView):

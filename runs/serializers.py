@@ -147,8 +147,10 @@ class RunSerializer(serializers.Serializer):
         link = download_link(run)
         if link is None:
             return None
+        request = self.context.get("request")
         return {
-            "download_url": link.url,
+            # The embedded default's link is a path on this API: make it absolute like S3's.
+            "download_url": request.build_absolute_uri(link.url) if request else link.url,
             "sha256": run.result_sha256,
             "size_bytes": run.result_size,
             "expires_at": serializers.DateTimeField().to_representation(link.expires_at),

@@ -36,7 +36,7 @@ from runs.errors import (
     PackNotAllowed,
     ReservationBelowEstimate,
 )
-from runs.models import Run
+from runs.models import Run, RunEvent
 from runs.packs.base import ExecutionContext
 from runs.packs.errors import PackExecutionError, PackValidationError
 from runs.packs.registry import get_pack
@@ -233,6 +233,19 @@ class Failed:
 Outcome = Completed | Failed
 
 
+def record_event(
+    *, run: Run, kind: str, lease_token: uuid.UUID | str | None = None, detail: str = ""
+) -> RunEvent:
+    """Append to the run's lease history, inside the caller's transition transaction."""
+    return RunEvent.objects.create(
+        run_id=run.id,
+        kind=kind,
+        attempt=run.attempts,
+        lease_token=lease_token,
+        detail=detail[:500],
+    )
+
+
 @transaction.atomic
 def claim_run(*, run_id: uuid.UUID | str) -> Lease | None:
     """QUEUED → PROCESSING under a new lease, or None when the run is not QUEUED.
@@ -257,8 +270,10 @@ def claim_run(*, run_id: uuid.UUID | str) -> Lease | None:
     )
     if not claimed:
         return None
+    run = Run.objects.get(id=run_id)
+    record_event(run=run, kind=RunEvent.Kind.CLAIMED, lease_token=token)
     metrics.WORKER_HEARTBEAT.set_to_current_time()
-    return Lease(run=Run.objects.get(id=run_id), token=token, expires_at=expires_at)
+    return Lease(run=run, token=token, expires_at=expires_at)
 
 
 def extend_lease(*, run_id: uuid.UUID | str, lease_token: uuid.UUID | str) -> bool:
@@ -331,9 +346,21 @@ def finalize_run(
         )
         return False
     run = Run.objects.only(
-        "id", "tenant_id", "pack_type", "reserved_micros", "actual_cost_micros", "started_at"
+        "id",
+        "tenant_id",
+        "pack_type",
+        "reserved_micros",
+        "actual_cost_micros",
+        "started_at",
+        "attempts",
     ).get(id=run_id)
     billing.settle(run=run, charge_micros=run.actual_cost_micros)
+    record_event(
+        run=run,
+        kind=RunEvent.Kind.FINALIZED,
+        lease_token=lease_token,
+        detail=f"{changes['status']} {getattr(outcome, 'reason_code', '')}".strip(),
+    )
     status = changes["status"]
     transaction.on_commit(lambda: _count_finalized(run, status=status, now=now))
     logger.info(
