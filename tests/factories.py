@@ -8,6 +8,8 @@ from dpp.models import Tenant
 from dpp.services import api_key_issue
 from runs.models import Run
 
+USD = 1_000_000  # micro-USD
+
 
 class TenantFactory(factory.django.DjangoModelFactory):
     class Meta:

@@ -17,9 +17,7 @@ from tests.e2e.stack import (
 )
 from tests.execution.packs import PACK_LOG_ENV, TEST_PACKS
 from tests.external import S3Server, SqsServer
-from tests.factories import TenantFactory, issue_token, seeded_plan
-
-USD = 1_000_000
+from tests.factories import USD, TenantFactory, issue_token, seeded_plan
 
 
 @pytest.fixture(scope="module")

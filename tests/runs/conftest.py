@@ -1,18 +1,8 @@
 import pytest
 
-from billing import services as billing
 from billing.models import Account, Transfer
 from runs.models import Run
-from tests.factories import AccountFactory, issue_token
-
-USD = 1_000_000
-
-
-@pytest.fixture
-def funded_account(db) -> Account:
-    account = AccountFactory()
-    billing.top_up(account=account, amount_micros=10 * USD, reason="test")
-    return account
+from tests.factories import issue_token
 
 
 @pytest.fixture

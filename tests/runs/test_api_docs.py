@@ -9,8 +9,7 @@ import pytest
 
 from billing import services as billing
 from runs.models import Run
-from tests.factories import AccountFactory, issue_token
-from tests.runs.conftest import USD
+from tests.factories import USD, AccountFactory, issue_token
 
 API_MD = Path(__file__).resolve().parents[2] / "docs" / "api.md"
 

@@ -10,9 +10,8 @@ import pytest
 from billing import services as billing
 from billing.models import Transfer
 from runs.models import Run
-from tests.factories import AccountFactory, issue_token
+from tests.factories import USD, AccountFactory, issue_token
 from tests.payloads import run_body
-from tests.runs.conftest import USD
 
 
 def _post(url: str, token: str, key: str, body: dict) -> tuple[int, dict]:

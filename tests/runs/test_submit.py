@@ -5,9 +5,9 @@ import pytest
 from billing import services as billing
 from billing.models import Transfer
 from runs.models import Run
-from tests.factories import AccountFactory
+from tests.factories import USD, AccountFactory
 from tests.payloads import run_body
-from tests.runs.conftest import USD, ledger_snapshot
+from tests.runs.conftest import ledger_snapshot
 
 PROBLEM = "application/problem+json"
 
