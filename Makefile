@@ -34,9 +34,12 @@ tools:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 	  apt-get install -y -qq --no-install-recommends prometheus docker-compose; }
 
+# The suite's own var/ (filesystem broker, scratch files) starts empty on every run.
 test: lint tools
+	rm -rf var/test
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \
 	REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
+	DPP_VAR_DIR=$(CURDIR)/var/test \
 	$(BIN)/pytest
 
 bench: $(STAMP)
