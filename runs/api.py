@@ -18,6 +18,7 @@ from dpp.problems import ProblemError
 from dpp.tracing import current_traceparent
 from runs import selectors
 from runs.errors import ResultExpired, RunNotFound
+from runs.examples import DECISION_RUN
 from runs.fingerprint import request_fingerprint
 from runs.models import Run
 from runs.results import result_storage, run_id_from_token
@@ -56,26 +57,7 @@ RESPONSE_HEADERS = [
 SUBMIT_EXAMPLE = OpenApiExample(
     "4 options x 3 criteria",
     request_only=True,
-    value={
-        "pack_type": "decision",
-        "inputs": {
-            "question": "Which vendor?",
-            "method": "weighted_sum",
-            "criteria": [
-                {"id": "cost", "weight": 0.5, "direction": "min"},
-                {"id": "quality", "weight": 0.3, "direction": "max"},
-                {"id": "speed", "weight": 0.2, "direction": "max"},
-            ],
-            "options": [
-                {"id": "a", "name": "Acme", "scores": {"cost": 100, "quality": 7, "speed": 5}},
-                {"id": "b", "name": "Bolt", "scores": {"cost": 80, "quality": 6, "speed": 8}},
-                {"id": "c", "name": "Core", "scores": {"cost": 120, "quality": 9, "speed": 6}},
-                {"id": "d", "name": "Dash", "scores": {"cost": 90, "quality": 5, "speed": 9}},
-            ],
-        },
-        "reservation": {"max_cost_usd": "0.050000", "timebox_sec": 30},
-        "meta": {"trace_id": "client-trace-123"},
-    },
+    value={**DECISION_RUN, "meta": {"trace_id": "client-trace-123"}},
 )
 
 

@@ -2,8 +2,8 @@
 
 The token is kept in ``$DPP_VAR_DIR/demo_api_key`` (mode 0600) because only its hash is
 in the database. This command is a composition point: it opens the tenant's budget
-through ``billing.services``, imported inside ``handle`` so that the core (``dpp``)
-imports no app at import time.
+through ``billing.services`` and shows ``runs``' example run, both imported inside the
+functions that use them so that the core (``dpp``) imports no app at import time.
 """
 
 import json
@@ -21,27 +21,6 @@ from dpp.services import api_key_issue
 
 DEMO_BUDGET_MICROS = 10_000_000  # $10
 KEY_FILE_NAME = "demo_api_key"
-
-# A decision of 4 options by 3 criteria: $0.010100, well inside the $0.05 reservation.
-DEMO_RUN = {
-    "pack_type": "decision",
-    "inputs": {
-        "question": "Which vendor should we pick?",
-        "method": "weighted_sum",
-        "criteria": [
-            {"id": "cost", "weight": 0.5, "direction": "min"},
-            {"id": "quality", "weight": 0.3, "direction": "max"},
-            {"id": "speed", "weight": 0.2, "direction": "max"},
-        ],
-        "options": [
-            {"id": "a", "name": "Acme", "scores": {"cost": 100, "quality": 7, "speed": 5}},
-            {"id": "b", "name": "Bolt", "scores": {"cost": 80, "quality": 6, "speed": 8}},
-            {"id": "c", "name": "Core", "scores": {"cost": 120, "quality": 9, "speed": 6}},
-            {"id": "d", "name": "Dash", "scores": {"cost": 90, "quality": 5, "speed": 9}},
-        ],
-    },
-    "reservation": {"max_cost_usd": "0.050000", "timebox_sec": 30},
-}
 
 
 class Command(BaseCommand):
@@ -105,9 +84,11 @@ def _write_private(path: Path, text: str) -> None:
 
 
 def _instructions(token: str, port: int) -> str:
+    from runs.examples import DECISION_RUN
+
     base = f"http://127.0.0.1:{port}"
     auth = shlex.quote(f"Authorization: Bearer {token}")
-    body = shlex.quote(json.dumps(DEMO_RUN, separators=(",", ":")))
+    body = shlex.quote(json.dumps(DECISION_RUN, separators=(",", ":")))
     return "\n".join(
         [
             "",
