@@ -278,6 +278,10 @@ DPP_REAPER_GAUGES_SEC = env.float("DPP_REAPER_GAUGES_SEC", default=15)
 DPP_METRICS_PORT = env.int("DPP_METRICS_PORT", default=0)
 DPP_RATE_LIMITS = "billing.ratelimits.limits_for"
 DPP_POLL_INTERVAL_MS = env.int("DPP_POLL_INTERVAL_MS", default=1000)
+# The kill switch from the environment: on, POST /v1/runs answers 503 submissions-paused
+# whatever the admin's platform switch says (dpp/kill_switch.py).
+DPP_SUBMISSIONS_PAUSED = env.bool("DPP_SUBMISSIONS_PAUSED", default=False)
+DPP_SUBMISSIONS_PAUSED_RETRY_AFTER_SEC = env.int("DPP_SUBMISSIONS_PAUSED_RETRY_AFTER_SEC", default=60)
 
 # --- Logging: JSON lines on stdout -----------------------------------------------------
 LOG_LEVEL = env.str("DPP_LOG_LEVEL", default="INFO")

@@ -8,3 +8,11 @@ class ApiKeyNotFound(Exception):
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         super().__init__(f"no API key with prefix {prefix}")
+
+
+class SwitchChangeRejected(Exception):
+    """A kill-switch change without the reason or the actor the audit history requires."""
+
+    def __init__(self, missing: str) -> None:
+        self.missing = missing
+        super().__init__(f"a change of the platform switch needs a non-empty {missing}")

@@ -48,3 +48,59 @@ class ApiKey(models.Model):
 
     def __str__(self) -> str:
         return f"dpp_{self.prefix}_… ({self.label or self.tenant_id})"
+
+
+class PlatformSwitch(models.Model):
+    """The operators' kill switch: one row (id 1), changed only through ``dpp.kill_switch``.
+
+    While ``submissions_paused`` is set, ``POST /v1/runs`` answers 503 ``submissions-paused``
+    and reserves nothing; polls, listings, the budget, result downloads, workers and the
+    reaper carry on. Every change is also a ``PlatformSwitchChange`` row.
+    """
+
+    SINGLETON_ID = 1
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=SINGLETON_ID, editable=False)
+    submissions_paused = models.BooleanField(default=False)
+    reason = models.TextField(blank=True)
+    changed_by = models.CharField(max_length=200, blank=True)
+    changed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "platform switch"
+        constraints = [
+            models.CheckConstraint(condition=models.Q(id=1), name="platformswitch_singleton"),
+        ]
+
+    def __str__(self) -> str:
+        return "Submissions paused" if self.submissions_paused else "Submissions open"
+
+
+class PlatformSwitchChange(models.Model):
+    """The switch's audit history: who changed it, when, from where and why. Append-only."""
+
+    class Source(models.TextChoices):
+        ADMIN = "admin", "Django admin"
+        CLI = "cli", "manage.py dpp_submissions"
+
+    submissions_paused = models.BooleanField()
+    was_paused = models.BooleanField()
+    reason = models.TextField()
+    changed_by = models.CharField(max_length=200)
+    source = models.CharField(max_length=16, choices=Source.choices)
+    changed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-changed_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~models.Q(reason=""), name="platformswitchchange_reason_required"
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(changed_by=""), name="platformswitchchange_actor_required"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        action = "paused" if self.submissions_paused else "resumed"
+        return f"submissions {action} by {self.changed_by} at {self.changed_at:%Y-%m-%d %H:%M:%S}"

@@ -74,3 +74,14 @@ class ConcurrencyLimitExceeded(Exception):
             "violated-policies": [{"policy": "concurrency", "quota": limit, "in_flight": limit}]
         }
         super().__init__(f"The plan allows {limit} runs in flight at once; wait for one to finish.")
+
+
+class SubmissionsPaused(Exception):
+    """The kill switch is on: nothing was reserved or written, the key was not consumed."""
+
+    def __init__(self, *, retry_after: int) -> None:
+        self.retry_after = retry_after
+        super().__init__(
+            "An operator has paused new runs. Polling, listing, the budget and result "
+            f"downloads keep working. Retry in {retry_after} s with the same Idempotency-Key."
+        )
