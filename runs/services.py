@@ -27,6 +27,7 @@ from billing import services as billing
 from billing.fees import minimum_fee
 from billing.selectors import account_for_tenant, lock_account
 from dpp import context, metrics
+from dpp.kill_switch import submissions_paused
 from dpp.models import Tenant
 from runs.errors import (
     ConcurrencyLimitExceeded,
@@ -35,6 +36,7 @@ from runs.errors import (
     InvalidInputs,
     PackNotAllowed,
     ReservationBelowEstimate,
+    SubmissionsPaused,
 )
 from runs.models import Run, RunEvent
 from runs.packs.base import ExecutionContext
@@ -83,6 +85,10 @@ def submit_run(
     submit writes nothing and bills nothing. The unique (tenant, idempotency_key)
     constraint makes concurrent duplicates collapse onto one run.
     """
+    if submissions_paused():
+        # Ahead of the replay lookup and every write: a paused submit reserves nothing and
+        # leaves its key unused, so the same request succeeds once submissions resume.
+        raise SubmissionsPaused(retry_after=settings.DPP_SUBMISSIONS_PAUSED_RETRY_AFTER_SEC)
     existing = run_by_idempotency_key(tenant=tenant, idempotency_key=idempotency_key)
     if existing is not None:
         return _replay(existing, fingerprint)

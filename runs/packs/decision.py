@@ -104,7 +104,8 @@ class DecisionPack(Pack):
             "reliability": {
                 "score": reliability,
                 "samples": RELIABILITY_SAMPLES,
-                "seed": seed,
+                # A string: a 64-bit integer would lose precision in JavaScript clients.
+                "seed": str(seed),
             },
             "cost_usd_micros": cost,
         }

@@ -396,7 +396,7 @@ def test_reliability_is_deterministic_per_run_id():
     again = run(CONTESTED, "run-42")["reliability"]
 
     assert first == again
-    assert first["seed"] == int.from_bytes(hashlib.sha256(b"run-42").digest()[:8], "big")
+    assert first["seed"] == str(int.from_bytes(hashlib.sha256(b"run-42").digest()[:8], "big"))
     assert 0 < first["score"] < 1
 
 
