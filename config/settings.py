@@ -21,8 +21,8 @@ VAR_DIR.mkdir(parents=True, exist_ok=True)
 DJANGO_ENV = env.str("DJANGO_ENV", default="development")
 PRODUCTION = DJANGO_ENV == "production"
 
-DEV_SECRET_KEY = "dev-insecure-secret-key-do-not-use-in-production"  # noqa: S105
-DEV_API_KEY_PEPPER = "dev-insecure-pepper-do-not-use-in-production"
+DEV_SECRET_KEY = "dev-insecure-secret-key-do-not-use-in-production"  # noqa: S105  # pragma: allowlist secret
+DEV_API_KEY_PEPPER = "dev-insecure-pepper-do-not-use-in-production"  # pragma: allowlist secret
 
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default=DEV_SECRET_KEY)
 DPP_API_KEY_PEPPER = env.str("DPP_API_KEY_PEPPER", default=DEV_API_KEY_PEPPER)
@@ -50,6 +50,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, ahead of the OpenTelemetry middleware that dpp.tracing inserts at index 1.
+    "dpp.middleware.UnroutablePathMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "dpp.middleware.RequestContextMiddleware",
     "dpp.middleware.RequestBodyLimitMiddleware",
@@ -281,7 +283,9 @@ DPP_POLL_INTERVAL_MS = env.int("DPP_POLL_INTERVAL_MS", default=1000)
 # The kill switch from the environment: on, POST /v1/runs answers 503 submissions-paused
 # whatever the admin's platform switch says (dpp/kill_switch.py).
 DPP_SUBMISSIONS_PAUSED = env.bool("DPP_SUBMISSIONS_PAUSED", default=False)
-DPP_SUBMISSIONS_PAUSED_RETRY_AFTER_SEC = env.int("DPP_SUBMISSIONS_PAUSED_RETRY_AFTER_SEC", default=60)
+DPP_SUBMISSIONS_PAUSED_RETRY_AFTER_SEC = env.int(
+    "DPP_SUBMISSIONS_PAUSED_RETRY_AFTER_SEC", default=60
+)
 
 # --- Logging: JSON lines on stdout -----------------------------------------------------
 LOG_LEVEL = env.str("DPP_LOG_LEVEL", default="INFO")

@@ -1,14 +1,14 @@
 from django.contrib import admin
 from django.urls import include, path
-from django_prometheus.exports import ExportToDjangoView
 from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerView
 
+from dpp import metrics
 from dpp import views as dpp_views
 
 urlpatterns = [
     path("health", dpp_views.health, name="health"),
     path("readyz", dpp_views.readyz, name="readyz"),
-    path("metrics", ExportToDjangoView, name="metrics"),
+    path("metrics", metrics.export, name="metrics"),
     path("problems/<slug:slug>", dpp_views.problem_page, name="problem-type"),
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
     path("docs", SpectacularSwaggerView.as_view(url_name="openapi"), name="swagger-ui"),

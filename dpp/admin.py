@@ -1,4 +1,4 @@
-"""Admin for tenants and API keys.
+"""Admin for tenants, API keys and the kill switch.
 
 Writes go through ``dpp.services`` like everywhere else. A new key's secret is rendered
 once, in the response to the add form, and stored nowhere (not in the session, not in a
@@ -8,12 +8,14 @@ message cookie); the change page shows the prefix, status and timestamps, never 
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
+from django.utils.html import format_html, format_html_join
 
-from dpp.models import ApiKey, Tenant
+from dpp import kill_switch
+from dpp.models import ApiKey, PlatformSwitch, PlatformSwitchChange, Tenant
 from dpp.services import api_key_issue, api_key_revoke, tenant_reactivate, tenant_suspend
 
 
@@ -142,3 +144,114 @@ class ApiKeyAdmin(admin.ModelAdmin):
             api_key_revoke(prefix=prefix)
         self.message_user(request, f"Revoked {len(prefixes)} API key(s).", messages.SUCCESS)
         return None
+
+
+class PlatformSwitchForm(forms.ModelForm):
+    change_reason = forms.CharField(
+        label="Reason for this change",
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Required. Recorded in the history with your username, and logged.",
+    )
+
+    class Meta:
+        model = PlatformSwitch
+        fields = ("submissions_paused",)
+        help_texts = {
+            "submissions_paused": "On: POST /v1/runs answers 503 submissions-paused and "
+            "reserves nothing. Polls, listings, the budget, result downloads, workers and "
+            "the reaper carry on. Other API processes follow within a few seconds."
+        }
+
+
+@admin.register(PlatformSwitch)
+class PlatformSwitchAdmin(admin.ModelAdmin):
+    """The kill switch: one row, edited through ``dpp.kill_switch`` so that every change
+    is a history row and a log line naming who changed it and why."""
+
+    form = PlatformSwitchForm
+    fields = (
+        "submissions_paused",
+        "change_reason",
+        "environment",
+        "reason",
+        "changed_by",
+        "changed_at",
+        "history",
+    )
+    readonly_fields = ("environment", "reason", "changed_by", "changed_at", "history")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: PlatformSwitch | None = None):
+        return False
+
+    def changelist_view(self, request: HttpRequest, extra_context=None) -> HttpResponse:
+        # One switch: the list would be a page with one link on it.
+        switch = kill_switch.platform_switch()
+        return HttpResponseRedirect(reverse("admin:dpp_platformswitch_change", args=[switch.pk]))
+
+    def save_model(self, request: HttpRequest, obj: PlatformSwitch, form, change: bool) -> None:
+        flip = (
+            kill_switch.submissions_pause
+            if form.cleaned_data["submissions_paused"]
+            else kill_switch.submissions_resume
+        )
+        flip(actor=request.user.get_username(), reason=form.cleaned_data["change_reason"])
+        obj.refresh_from_db()
+        state = kill_switch.switch_state()
+        if state.paused_by_environment and not obj.submissions_paused:
+            self.message_user(
+                request,
+                "DPP_SUBMISSIONS_PAUSED is set: submissions stay paused until it is removed.",
+                messages.WARNING,
+            )
+
+    @admin.display(description="Environment")
+    def environment(self, obj: PlatformSwitch) -> str:
+        if kill_switch.switch_state().paused_by_environment:
+            return (
+                "DPP_SUBMISSIONS_PAUSED is set: submissions are paused whatever this switch says."
+            )
+        return "DPP_SUBMISSIONS_PAUSED is not set."
+
+    @admin.display(description="History (latest 20)")
+    def history(self, obj: PlatformSwitch) -> str:
+        changes = PlatformSwitchChange.objects.all()[:20]
+        if not changes:
+            return "no changes yet"
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    f"{c.changed_at:%Y-%m-%d %H:%M:%S}",
+                    "paused" if c.submissions_paused else "resumed",
+                    c.changed_by,
+                    c.get_source_display(),
+                    c.reason,
+                )
+                for c in changes
+            ),
+        )
+        return format_html(
+            "<table><tr><th>when (UTC)</th><th>action</th><th>by</th><th>from</th>"
+            "<th>reason</th></tr>{}</table>",
+            rows,
+        )
+
+
+@admin.register(PlatformSwitchChange)
+class PlatformSwitchChangeAdmin(admin.ModelAdmin):
+    list_display = ("changed_at", "submissions_paused", "was_paused", "changed_by", "source")
+    list_filter = ("submissions_paused", "source")
+    search_fields = ("changed_by", "reason")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False

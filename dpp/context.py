@@ -5,6 +5,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
+from dpp.tracing import annotate
+
 _context: ContextVar[dict[str, Any]] = ContextVar("dpp_log_context", default={})  # noqa: B039
 
 
@@ -18,12 +20,16 @@ def get(name: str) -> Any:
 
 def update(**values: Any) -> None:
     """Add fields to the current context (e.g. tenant_id once the key is checked)."""
-    _context.set({**_context.get(), **{k: v for k, v in values.items() if v is not None}})
+    known = {k: v for k, v in values.items() if v is not None}
+    _context.set({**_context.get(), **known})
+    annotate(known)
 
 
 @contextmanager
 def bound(**values: Any) -> Iterator[None]:
-    token = _context.set({**_context.get(), **{k: v for k, v in values.items() if v is not None}})
+    known = {k: v for k, v in values.items() if v is not None}
+    token = _context.set({**_context.get(), **known})
+    annotate(known)
     try:
         yield
     finally:

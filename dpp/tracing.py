@@ -48,7 +48,8 @@ def _instrument() -> None:
     from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
     from opentelemetry.instrumentation.redis import RedisInstrumentor
 
-    DjangoInstrumentor().instrument()
+    # Behind dpp.middleware.UnroutablePathMiddleware (index 0), ahead of everything else.
+    DjangoInstrumentor().instrument(middleware_position=1)
     CeleryInstrumentor().instrument()
     PsycopgInstrumentor().instrument(enable_commenter=False)
     RedisInstrumentor().instrument()
@@ -71,10 +72,24 @@ def current_traceparent() -> str:
 
 
 def span_linked_to(name: str, traceparent: str, **attributes: str) -> AbstractContextManager[Span]:
-    """A new span for work on a run (the reaper's) that links back to the run's trace."""
+    """A new span for work on a run (the reaper's) that links back to the run's trace.
+
+    The span's parent is whatever is current (the reaper task's span); the link is what
+    leads from the run's trace to this work. Attributes are named ``dpp.<name>``.
+    """
     links = []
     if traceparent:
         linked = trace.get_current_span(propagate.extract({"traceparent": traceparent}))
         if linked.get_span_context().is_valid:
             links.append(Link(linked.get_span_context()))
-    return trace.get_tracer("dpp").start_as_current_span(name, links=links, attributes=attributes)
+    return trace.get_tracer("dpp").start_as_current_span(
+        name, links=links, attributes={f"dpp.{key}": value for key, value in attributes.items()}
+    )
+
+
+def annotate(values: dict[str, object]) -> None:
+    """Put log-context fields (request, tenant, run ids) on the active span as ``dpp.*``
+    attributes, so a trace backend finds a request's or a run's spans by those ids."""
+    span = trace.get_current_span()
+    if values and span.is_recording():
+        span.set_attributes({f"dpp.{key}": str(value) for key, value in values.items()})

@@ -149,7 +149,11 @@ class RunAdmin(admin.ModelAdmin):
 
     @admin.display(description="receipt in object storage")
     def receipt(self, run: Run) -> str:
-        found = read_receipt(run)
+        try:
+            found = read_receipt(run)
+        except Exception as exc:
+            # The page must still open when object storage is down: that is when it is needed.
+            return f"unavailable: object storage did not answer ({type(exc).__name__})"
         if found is None:
             return "none"
         problems = receipt_matches(run, found)

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from billing import services as billing
 from dpp.metrics import AUDIT_REQUIRED
+from dpp.tracing import span_linked_to
 from reaper.audit import Violation, run_audit
 from reaper.models import AuditResolution
 from runs import services as runs
@@ -59,10 +60,23 @@ def expire_leases(*, now: datetime | None = None) -> ScanResult:
             lease_expires_at__lt=now,
         )
         .order_by("lease_expires_at")
-        .values_list("id", flat=True)[: _batch()]
+        .values_list("id", "traceparent")[: _batch()]
     )
-    for run_id in expired:
-        result.count(reap_expired_lease(run_id=run_id, now=now))
+    for run_id, traceparent in expired:
+        try:
+            # A span per run, linked to the trace of the run's submission (DESIGN.md §5).
+            with span_linked_to("reaper.reap_expired_lease", traceparent, run_id=str(run_id)):
+                result.count(reap_expired_lease(run_id=run_id, now=now))
+        except Exception:
+            # One run we cannot judge now (object storage down, a receipt that cannot be
+            # read) must not block the rest of the batch; its lease stays expired, so the
+            # next scan tries again. Never guess "no receipt" from an error.
+            logger.warning(
+                "lease expiry of one run failed; retried next scan",
+                exc_info=True,
+                extra={"run_id": str(run_id)},
+            )
+            result.count("error")
     return result
 
 
@@ -85,9 +99,11 @@ def reap_expired_lease(*, run_id: uuid.UUID, now: datetime) -> str:
                 run_id=run_id,
                 lease_token=lease_token,
                 outcome=runs.Completed.from_receipt(receipt),
+                expired_before=now,
             )
             return "rolled_forward" if won else "lost_race"
-        return "audit_required" if flag_invalid_receipt(run=run, reasons=reasons) else "lost_race"
+        flagged = flag_invalid_receipt(run=run, reasons=reasons, now=now)
+        return "audit_required" if flagged else "lost_race"
     if run.attempts < settings.DPP_MAX_ATTEMPTS:
         if requeue_expired(run_id=run_id, lease_token=lease_token, now=now):
             runs.publish_run(run_id=run_id)
@@ -129,14 +145,21 @@ def requeue_expired(*, run_id: uuid.UUID, lease_token: uuid.UUID, now: datetime)
 
 
 @transaction.atomic
-def flag_invalid_receipt(*, run: Run, reasons: list[str]) -> bool:
-    """A receipt that does not match its run: money stays reserved until a person decides."""
-    won = Run.objects.filter(
+def flag_invalid_receipt(*, run: Run, reasons: list[str], now: datetime | None = None) -> bool:
+    """A receipt that does not match its run: money stays reserved until a person decides.
+
+    Like every reaper step it acts only on the lease it judged, still expired at ``now``:
+    a worker that renewed it in the meantime keeps its run.
+    """
+    leased = Run.objects.filter(
         id=run.id,
         status=Run.Status.PROCESSING,
         money_state=Run.MoneyState.RESERVED,
         lease_token=run.lease_token,
-    ).update(
+    )
+    if now is not None:
+        leased = leased.filter(lease_expires_at__lt=now)
+    won = leased.update(
         money_state=Run.MoneyState.AUDIT_REQUIRED,
         error_reason_code=RECEIPT_INVALID,
         error_detail="; ".join(reasons)[:500],
@@ -150,7 +173,12 @@ def flag_invalid_receipt(*, run: Run, reasons: list[str]) -> bool:
             detail="; ".join(reasons),
         )
         transaction.on_commit(AUDIT_REQUIRED.inc)
-        _alert(run_id=run.id, tenant_id=run.tenant_id, invariant=None, detail="; ".join(reasons))
+        # Alert once the flag is real: a rolled-back flag must not page anyone.
+        transaction.on_commit(
+            lambda: _alert(
+                run_id=run.id, tenant_id=run.tenant_id, invariant=None, detail="; ".join(reasons)
+            )
+        )
     return bool(won)
 
 
@@ -183,8 +211,8 @@ def requeue_stale(*, now: datetime | None = None) -> ScanResult:
             id=run_id, status=Run.Status.QUEUED, published_at=published_at
         ).update(published_at=now)
         if claimed:
-            runs.publish_run(run_id=run_id)
-            result.count("republished")
+            # A failed publish keeps the new published_at: tried again an interval later.
+            result.count("republished" if runs.publish_run(run_id=run_id) else "publish_failed")
         else:
             result.count("lost_race")
     return result
@@ -273,7 +301,17 @@ def purge_expired_results(*, now: datetime | None = None) -> ScanResult:
     for run in Run.objects.filter(
         status=Run.Status.COMPLETED, retention_until__lt=now, result_purged_at__isnull=True
     ).order_by("retention_until")[: _batch()]:
-        delete_receipt(run)
+        try:
+            delete_receipt(run)
+        except Exception:
+            # Storage unreachable: the row stays unpurged and the next scan tries again.
+            logger.warning(
+                "result purge failed; retried next scan",
+                exc_info=True,
+                extra={"run_id": str(run.id)},
+            )
+            result.count("error")
+            continue
         purged = Run.objects.filter(id=run.id, result_purged_at__isnull=True).update(
             result_purged_at=now, version=F("version") + 1
         )

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from celery import current_app
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
@@ -173,10 +172,12 @@ def _replay(run: Run, fingerprint: str) -> SubmitOutcome:
 def publish_run(*, run_id: uuid.UUID) -> bool:
     """Publish the execute task. The runs table is the outbox: on failure the run stays
     QUEUED and the reaper's requeue scan publishes it later, so this never raises."""
+    # Through the task object, not send_task by name: the Celery instrumentation ends its
+    # publish span (and detaches it) only for a task registered in this process.
+    from runs.tasks import execute_run as execute_task
+
     try:
-        current_app.send_task(
-            EXECUTE_TASK, args=[str(run_id)], retry=True, retry_policy=_PUBLISH_RETRY
-        )
+        execute_task.apply_async(args=[str(run_id)], retry=True, retry_policy=_PUBLISH_RETRY)
     except Exception:
         logger.warning(
             "publish failed; the run stays QUEUED for the requeue scan",

@@ -78,7 +78,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 HOST = "127.0.0.1"
 ACCESS_KEY = "dpptestaccesskey"
-SECRET_KEY = "dpp-test-secret-key"  # a throwaway credential for the local servers
+SECRET_KEY = "dpp-test-secret-key"  # throwaway, for the local servers  # pragma: allowlist secret
 REGION = "us-east-1"
 S3_BUCKET = "dpp-results"
 SQS_QUEUES = {"runs": "dpp-runs", "reaper": "dpp-reaper"}  # Celery queue -> SQS queue

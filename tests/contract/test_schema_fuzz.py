@@ -52,3 +52,16 @@ def test_api_never_errors_or_breaks_its_schema(live_server):
             )
 
         exercise()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_path_outside_latin_1_is_a_404_problem_not_a_500(live_server):
+    """Found by the fuzzer: the tracing middleware could not re-quote such a path."""
+    import urllib.error
+    import urllib.request
+
+    with pytest.raises(urllib.error.HTTPError) as raised:
+        urllib.request.urlopen(f"{live_server.url}/v1/runs/%15%F3%83%A5%8F", timeout=10)
+
+    assert raised.value.code == 404
+    assert raised.value.headers["Content-Type"] == "application/problem+json"

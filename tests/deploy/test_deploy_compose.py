@@ -25,11 +25,15 @@ from tests.deploy.deploy_tools import DOCKER, run, tool
 
 COMPOSE = DOCKER / "compose.yml"
 SECRETS = {
-    "DJANGO_SECRET_KEY": "compose-test-secret-key-0123456789abcdefghijklmnop",
-    "DPP_API_KEY_PEPPER": "compose-test-pepper-0123456789abcdefghijklmnopqrs",
-    "POSTGRES_PASSWORD": "compose-test-db-password",
+    "DJANGO_SECRET_KEY": (
+        "compose-test-secret-key-0123456789abcdefghijklmnop"  # pragma: allowlist secret
+    ),
+    "DPP_API_KEY_PEPPER": (
+        "compose-test-pepper-0123456789abcdefghijklmnopqrs"  # pragma: allowlist secret
+    ),
+    "POSTGRES_PASSWORD": "compose-test-db-password",  # pragma: allowlist secret
     "AWS_ACCESS_KEY_ID": "compose-test-access-key",
-    "AWS_SECRET_ACCESS_KEY": "compose-test-secret-access-key",
+    "AWS_SECRET_ACCESS_KEY": "compose-test-secret-access-key",  # pragma: allowlist secret
 }
 # DESIGN.md §6: the variables that choose each backend, plus production's secrets.
 DESIGN_ENV = {
@@ -215,7 +219,7 @@ def test_aws_init_creates_queues_and_bucket_idempotently(resolved: dict, moto: s
     env = {
         "PATH": os.environ["PATH"],
         "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",  # pragma: allowlist secret
         "AWS_DEFAULT_REGION": "us-east-1",
         "DPP_LEASE_TTL_SEC": compose_env["DPP_LEASE_TTL_SEC"],
         "AWS_STORAGE_BUCKET_NAME": compose_env["AWS_STORAGE_BUCKET_NAME"],

@@ -236,6 +236,8 @@ def test_entrypoint_commands(stub_path: Path, tmp_path: Path) -> None:
     assert argv("api") == [
         "gunicorn",
         "config.wsgi",
+        "--config",
+        "config/gunicorn.py",
         "--bind",
         "0.0.0.0:8000",
         "--worker-class",
@@ -302,15 +304,17 @@ def test_entrypoint_rejects_unknown_process_type(stub_path: Path, tmp_path: Path
     assert "usage" in result.stderr
 
 
-def test_entrypoint_resets_metrics_dir_only_for_the_long_running_processes(
-    stub_path: Path, tmp_path: Path
-) -> None:
+def test_process_groups_start_from_an_empty_metrics_dir(tmp_path: Path, monkeypatch) -> None:
+    """gunicorn's on_starting and the Celery worker's worker_init empty the multiprocess
+    directory: a dead process's files would otherwise still be counted."""
+    from config import gunicorn
+
     metrics_dir = tmp_path / "prometheus"
-    for role, wiped in (("api", True), ("worker", True), ("reaper", True), ("manage", False)):
-        metrics_dir.mkdir(exist_ok=True)
-        (metrics_dir / "counter_123.db").write_text("stale")
-        args = (role, "check") if role == "manage" else (role,)
-        result = entrypoint(stub_path, tmp_path, *args, PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
-        assert result.returncode == 0, result.stderr
-        assert metrics_dir.is_dir(), role
-        assert (metrics_dir / "counter_123.db").exists() is not wiped, role
+    metrics_dir.mkdir()
+    (metrics_dir / "counter_123.db").write_text("stale")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
+
+    gunicorn.on_starting(server=None)
+
+    assert metrics_dir.is_dir()
+    assert list(metrics_dir.iterdir()) == []

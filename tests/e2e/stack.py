@@ -213,9 +213,8 @@ class HttpApi:
         return body
 
     def download(self, url: str) -> bytes:
-        """The bytes behind a result link: presigned S3 URLs are absolute, the embedded
-        default's signed links are relative to the API."""
-        with urllib.request.urlopen(urljoin(self.base_url, url), timeout=30) as response:
+        """The bytes behind a result link (an absolute URL, presigned or signed)."""
+        with urllib.request.urlopen(url, timeout=30) as response:
             return response.read()
 
 

@@ -44,7 +44,7 @@ def test_run_completes_on_the_filesystem_broker_and_downloads_through_the_signed
     assert (account.debits_posted, account.debits_pending) == (DECISION_PRICE, 0)
     body = api.run(run_id)
     url = body["result"]["download_url"]
-    assert url.startswith("/v1/results/")
+    assert url.startswith(f"{embedded_stack.api_url}/v1/results/")
     downloaded = api.download(url)
     assert hashlib.sha256(downloaded).hexdigest() == body["result"]["sha256"] == run.result_sha256
     assert audit() == []

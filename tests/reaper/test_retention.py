@@ -1,0 +1,93 @@
+"""Retention (DESIGN.md §2): results past ``retention_until`` are deleted, the run row and
+its money stay, and polling the run answers 410 ``result-expired``."""
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from billing.models import Account
+from reaper import tasks
+from reaper.audit import audit
+from runs import services as runs
+from runs.models import Run
+from runs.receipts import read_receipt
+from tests.factories import issue_token
+from tests.reaper.helpers import money, receipt_paths
+
+
+@pytest.fixture
+def completed(make_run):
+    def make(*, retained_for: timedelta) -> Run:
+        run = make_run()
+        runs.execute_run(run_id=run.id)
+        Run.objects.filter(id=run.id).update(retention_until=timezone.now() + retained_for)
+        run.refresh_from_db()
+        return run
+
+    return make
+
+
+@pytest.fixture
+def client_of(funded_account: Account) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {issue_token(funded_account.tenant)}")
+    return client
+
+
+def test_expired_result_is_deleted_the_row_kept_and_the_run_answers_410(
+    completed, funded_account: Account, local_results: Path, client_of: APIClient
+):
+    expired = completed(retained_for=-timedelta(minutes=1))
+    kept = completed(retained_for=timedelta(days=30))
+    before = money(funded_account)
+
+    assert tasks.purge_expired_results() == {"purged": 1}
+
+    body, sidecar = receipt_paths(local_results, expired)
+    assert not body.exists() and not sidecar.exists()
+    assert read_receipt(expired) is None
+    expired.refresh_from_db()
+    assert expired.result_purged_at is not None
+    assert (expired.status, expired.money_state) == (Run.Status.COMPLETED, Run.MoneyState.SETTLED)
+    assert (expired.result_key, expired.actual_cost_micros) != ("", None)
+    assert money(funded_account) == before
+
+    response = client_of.get(f"/v1/runs/{expired.id}")
+    assert response.status_code == 410
+    assert response["Content-Type"] == "application/problem+json"
+    problem = response.json()
+    assert (problem["type"], problem["status"]) == ("/problems/result-expired", 410)
+
+    assert read_receipt(kept) is not None
+    assert client_of.get(f"/v1/runs/{kept.id}").status_code == 200
+    # Nothing left to purge; the row is never purged twice.
+    assert tasks.purge_expired_results() == {}
+    assert audit() == []
+
+
+def test_purge_is_bounded_by_the_batch_size(completed, settings):
+    settings.DPP_REAPER_BATCH_SIZE = 2
+    for _ in range(3):
+        completed(retained_for=-timedelta(days=1))
+
+    assert tasks.purge_expired_results() == {"purged": 2}
+    assert tasks.purge_expired_results() == {"purged": 1}
+    assert tasks.purge_expired_results() == {}
+
+
+def test_storage_error_leaves_the_run_for_the_next_purge(completed, monkeypatch):
+    run = completed(retained_for=-timedelta(days=1))
+
+    def storage_down(seen: Run) -> None:
+        raise ConnectionError("object storage did not answer")
+
+    with monkeypatch.context() as patched:
+        patched.setattr("reaper.services.delete_receipt", storage_down)
+        assert tasks.purge_expired_results() == {"error": 1}
+    run.refresh_from_db()
+    assert run.result_purged_at is None
+
+    assert tasks.purge_expired_results() == {"purged": 1}
