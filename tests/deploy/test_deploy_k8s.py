@@ -25,7 +25,7 @@ CRD_KINDS = {
     "ScaledObject": "keda.sh/v1alpha1",
     "TriggerAuthentication": "keda.sh/v1alpha1",
     "ExternalSecret": "external-secrets.io/v1beta1",  # pragma: allowlist secret
-    "SecretStore": "external-secrets.io/v1beta1",
+    "SecretStore": "external-secrets.io/v1beta1",  # pragma: allowlist secret
     "PodMonitor": "monitoring.coreos.com/v1",
 }
 SECRET_NAMES = {"DJANGO_SECRET_KEY", "DPP_API_KEY_PEPPER", "DATABASE_URL", "REDIS_URL"}

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from celery import signals
+from celery.app.trace import reset_worker_optimizations
 from celery.contrib.testing.worker import start_worker
 from django.db import connections
 
@@ -89,3 +90,4 @@ def worker(fs_broker: Path, local_results: Path, transactional_db) -> Iterator[o
             yield started
     finally:
         signals.task_postrun.disconnect(_close_thread_connections)
+        reset_worker_optimizations(celery_app)  # undo the worker's patches of Task.__call__

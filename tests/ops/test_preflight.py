@@ -25,6 +25,7 @@ from tests.external import S3Server, SqsServer
 
 REPO = Path(__file__).resolve().parents[2]
 ALERTS = REPO / "docker" / "prometheus" / "alerts.yml"
+DEVELOPMENT_VALUE = "the development value (not set)"
 STRONG = "Zr8w2-k3y-x7Qp9-" * 3  # a throwaway value of production length # pragma: allowlist secret
 
 
@@ -77,8 +78,8 @@ def test_the_embedded_default_fails_with_a_readable_table(tmp_path):
     for check, detail in {
         "DJANGO_ENV=production": "DJANGO_ENV=development",
         "DEBUG off": "DEBUG=True",
-        "secret DJANGO_SECRET_KEY": "the development value (not set)",  # pragma: allowlist secret
-        "secret DPP_API_KEY_PEPPER": "the development value (not set)",
+        "secret DJANGO_SECRET_KEY": DEVELOPMENT_VALUE,
+        "secret DPP_API_KEY_PEPPER": DEVELOPMENT_VALUE,
         "DJANGO_ALLOWED_HOSTS": "*",
         "backend database is PostgreSQL": "sqlite",
         "backend cache is Redis": "LocMemCache",

@@ -5,29 +5,37 @@ from collections.abc import Iterator
 
 import pytest
 from celery import Celery
+from celery import _state as celery_state
 from django.contrib.auth.models import User
 from django.test import Client
 
 from dpp.logging import JsonFormatter
-from runs import tasks
-from runs.services import EXECUTE_TASK
 from tests.reaper.helpers import Broker, JsonLines
 
 
 @pytest.fixture
-def broker(monkeypatch: pytest.MonkeyPatch) -> Iterator[Broker]:
-    """``publish_run`` sends to an in-memory broker (from every thread), and the test can
-    read back which runs were published, in order."""
+def broker() -> Iterator[Broker]:
+    """``publish_run`` sends to an in-memory broker, from every thread, and the test can
+    read back which runs were published, in order.
+
+    The memory app becomes both the current and the default Celery app (threads see the
+    default), so publishing by task name and through the task object both reach it.
+    """
     app = Celery("dpp-reaper-tests", set_as_current=False)
     app.config_from_object("django.conf:settings", namespace="CELERY")
     app.conf.update(broker_url="memory://", broker_transport_options={})
-    # publish_run sends through the task object: the same task, bound to this app.
-    task = app.task(name=EXECUTE_TASK, shared=False)(tasks.execute_run.run)
-    monkeypatch.setattr(tasks, "execute_run", task)
+    app.autodiscover_tasks(["runs", "reaper"], force=True)
+    previous_current, previous_default = celery_state.get_current_app(), celery_state.default_app
+    app.set_default()
+    app.set_current()
     published = Broker(app)
     published.drain()  # the memory transport's queues are shared by the whole process
-    yield published
-    app.close()
+    try:
+        yield published
+    finally:
+        celery_state.set_default_app(previous_default)
+        previous_current.set_current()
+        app.close()
 
 
 @pytest.fixture

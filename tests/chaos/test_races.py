@@ -1,0 +1,147 @@
+"""At-least-once delivery and slow-but-alive workers: duplicates of the same message, two
+workers racing for one run, and workers racing the reaper on leases that lapsed while they
+were still working. Each run executes (at most as often as it is claimed) and settles once."""
+
+import time
+from collections import Counter
+
+import pytest
+
+from tests.chaos.harness import LEASE_TTL_SEC, Scenario, json_lines
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+def duplicate_every_message(scenario: Scenario, count: int, timeout: float = 30) -> int:
+    """Send each waiting message on the runs queue once more, byte for byte (same task
+    id): SQS's at-least-once delivery, made certain."""
+    client = scenario.cluster.sqs.client()
+    url = scenario.cluster.queue_urls["runs"]
+    held: list[dict] = []
+    deadline = time.monotonic() + timeout
+    while len(held) < count:
+        assert time.monotonic() < deadline, f"only {len(held)} of {count} messages on the queue"
+        held += client.receive_message(
+            QueueUrl=url,
+            MaxNumberOfMessages=10,
+            VisibilityTimeout=60,
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
+    for message in held:
+        copy = {"QueueUrl": url, "MessageBody": message["Body"]}
+        if message.get("MessageAttributes"):
+            copy["MessageAttributes"] = message["MessageAttributes"]
+        client.send_message(**copy)
+        client.change_message_visibility(
+            QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+        )
+    return len(held)
+
+
+def finalized_by(lines: list[dict], run_ids: set[str]) -> Counter:
+    return Counter(
+        line["run_id"]
+        for line in lines
+        if line.get("message") == "run finalized" and line.get("run_id") in run_ids
+    )
+
+
+def test_same_message_delivered_twice_to_two_racing_workers(scenario: Scenario):
+    api = scenario.tenant()
+    ids = scenario.submit(api, 12)
+    copies = duplicate_every_message(scenario, len(ids))
+
+    first = scenario.worker("racer-1", concurrency=2, wait=False)
+    second = scenario.worker("racer-2", concurrency=2, wait=False)
+    scenario.wait_consuming(first, second)
+    runs = scenario.wait_settled()
+
+    books = scenario.books()
+    assert books.completed == 12
+    executions = scenario.executions()
+    for run in runs:
+        assert (run.attempts, executions[str(run.id)]) == (1, 1)
+        assert scenario.events(run.id) == [("CLAIMED", 1), ("FINALIZED", 1)]
+    # Every duplicate was received by one of the workers, found the run taken, and acked.
+    scenario.wait_until(
+        lambda: sum(
+            line.get("message", "").startswith("run not claimable")
+            for line in json_lines(first, second)
+        )
+        >= copies,
+        timeout=30,
+        what="every duplicate acknowledged",
+    )
+    lines = json_lines(first, second)
+    per_worker = [
+        sum(line.get("message") == "run finalized" for line in json_lines(worker))
+        for worker in (first, second)
+    ]
+    assert sum(per_worker) == 12
+    assert set(finalized_by(lines, set(ids)).values()) == {1}
+    scenario.report(books, duplicates=copies, finalized_per_worker=per_worker)
+
+
+def test_workers_race_the_reaper_on_leases_that_lapsed_while_they_worked(scenario: Scenario):
+    """A worker without a heartbeat, pausing on each run's first attempt:
+
+    - after its receipt, longer than the lease: the reaper rolls the run forward from the
+      receipt while the worker sleeps, and the worker's own finalize then loses;
+    - inside the pack, longer than the lease: the reaper requeues the run, the worker's
+      renewal after the pack loses, and the second attempt completes it;
+    - inside the pack, just past the lease: either may win, never both.
+    """
+    slow = 2 * LEASE_TTL_SEC
+    api = scenario.tenant()
+    receipt_raced = scenario.submit(api, 3, pause_after_receipt_sec=slow)
+    pack_raced = scenario.submit(api, 3, pause_pack_sec=slow)
+    edge = scenario.submit(api, 2, pause_pack_sec=LEASE_TTL_SEC + 0.3)
+    plain = scenario.submit(api, 2)
+    worker = scenario.worker("no-heartbeat", fault="race", concurrency=8)
+    runs = {str(run.id): run for run in scenario.wait_settled(timeout=120)}
+
+    def lost(message: str) -> set[str]:
+        return {
+            line["run_id"]
+            for line in json_lines(worker)
+            if line.get("message", "").startswith(message)
+        }
+
+    # The reaper settled these while the worker slept; the worker wakes up and loses.
+    scenario.wait_until(
+        lambda: lost("finalize lost the compare-and-set") >= set(receipt_raced)
+        and lost("lease lost while the pack ran") >= set(pack_raced),
+        timeout=3 * slow,
+        what="the sleeping worker losing its races",
+    )
+    lost_finalize = lost("finalize lost the compare-and-set")
+    lost_lease = lost("lease lost while the pack ran")
+    books = scenario.books()
+    assert books.completed == 10
+    executions = scenario.executions()
+    for run_id in receipt_raced:
+        assert (runs[run_id].attempts, executions[run_id]) == (1, 1)
+        assert scenario.events(run_id) == [("CLAIMED", 1), ("FINALIZED", 1)]
+    for run_id in pack_raced:
+        assert run_id in lost_lease
+        assert (runs[run_id].attempts, executions[run_id]) == (2, 2)
+        assert scenario.events(run_id) == [
+            ("CLAIMED", 1),
+            ("REQUEUED", 1),
+            ("CLAIMED", 2),
+            ("FINALIZED", 2),
+        ]
+    for run_id in plain:
+        assert (runs[run_id].attempts, executions[run_id]) == (1, 1)
+    for run_id in edge:
+        assert executions[run_id] == runs[run_id].attempts
+    # The reaper never finalized a run the worker finalized, nor the other way round.
+    everyone = json_lines(worker, *scenario.cluster.reapers)
+    assert set(finalized_by(everyone, set(runs)).values()) == {1}
+    assert all(scenario.events(run_id).count(("FINALIZED", runs[run_id].attempts)) == 1 for run_id in runs)
+    scenario.report(
+        books,
+        reaper_won_finalize=len(lost_finalize),
+        reaper_won_lease=len(lost_lease),
+        edge_outcomes=sorted(runs[run_id].attempts for run_id in edge),
+    )
