@@ -127,6 +127,11 @@ class LogCounterHandler(logging.Handler):
         ).inc()
 
 
+def declared_families() -> list[Metric]:
+    """The families every process lists (empty): DPP's own and django-prometheus'."""
+    return [*(family for metric in _OWN for family in metric.describe()), *_DJANGO_FAMILIES]
+
+
 class _EveryFamily(Collector):
     """What ``source`` collects, plus an empty family for each declared metric it lacks.
 
@@ -143,8 +148,7 @@ class _EveryFamily(Collector):
         for family in self._source.collect():
             seen.add(family.name)
             yield family
-        declared = [family for metric in _OWN for family in metric.describe()]
-        for family in (*declared, *_DJANGO_FAMILIES):
+        for family in declared_families():
             if family.name not in seen:
                 seen.add(family.name)
                 yield Metric(family.name, family.documentation, family.type)

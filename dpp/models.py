@@ -67,7 +67,7 @@ class PlatformSwitch(models.Model):
     changed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        verbose_name = "platform switch"
+        verbose_name = verbose_name_plural = "platform switch"
         constraints = [
             models.CheckConstraint(condition=models.Q(id=1), name="platformswitch_singleton"),
         ]

@@ -22,7 +22,7 @@ from reaper.audit import Violation, run_audit
 from reaper.models import AuditResolution
 from runs import services as runs
 from runs.models import Run, RunEvent
-from runs.receipts import delete_receipt, read_receipt, receipt_matches
+from runs.receipts import Receipt, delete_receipt, read_receipt, receipt_matches
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +85,8 @@ def reap_expired_lease(*, run_id: uuid.UUID, now: datetime) -> str:
 
     A valid receipt means the pack finished: roll forward with its charge. An invalid one
     cannot be trusted either way: a person must look. No receipt: retry while attempts
-    remain, then fail with the minimum fee.
+    remain, then fail with the minimum fee. A receipt of an earlier lease of this run that
+    the reaper itself took away counts as no receipt (see ``_superseded``).
     """
     run = Run.objects.filter(id=run_id).first()
     if run is None or run.status != Run.Status.PROCESSING or run.lease_expires_at >= now:
@@ -102,8 +103,13 @@ def reap_expired_lease(*, run_id: uuid.UUID, now: datetime) -> str:
                 expired_before=now,
             )
             return "rolled_forward" if won else "lost_race"
-        flagged = flag_invalid_receipt(run=run, reasons=reasons, now=now)
-        return "audit_required" if flagged else "lost_race"
+        if not _superseded(run, receipt):
+            flagged = flag_invalid_receipt(run=run, reasons=reasons, now=now)
+            return "audit_required" if flagged else "lost_race"
+        logger.warning(
+            "receipt of a lease the reaper requeued ignored: it settles nothing",
+            extra={"run_id": str(run_id), "lease_token": receipt.lease_token},
+        )
     if run.attempts < settings.DPP_MAX_ATTEMPTS:
         if requeue_expired(run_id=run_id, lease_token=lease_token, now=now):
             runs.publish_run(run_id=run_id)
@@ -118,9 +124,33 @@ def reap_expired_lease(*, run_id: uuid.UUID, now: datetime) -> str:
     return "failed" if won else "lost_race"
 
 
+def _superseded(run: Run, receipt: Receipt) -> bool:
+    """Is ``receipt`` a late write under a lease of this run that the reaper requeued?
+
+    A worker that froze between renewing its lease and writing its receipt (a long GC
+    pause, a suspended VM) writes it after the reaper gave the run to a new attempt. Such
+    a receipt is valid in every respect but its lease, and the lease history proves that
+    lease was taken away with nothing settled: it says nothing about the current attempt,
+    so it is not a reason to page anyone. Anything else wrong with it still is.
+    """
+    try:
+        token = uuid.UUID(receipt.lease_token)
+    except ValueError:
+        return False
+    return not receipt_matches(run, receipt, token) and (
+        RunEvent.objects.filter(
+            run_id=run.id, kind=RunEvent.Kind.REQUEUED, lease_token=token
+        ).exists()
+    )
+
+
 @transaction.atomic
 def requeue_expired(*, run_id: uuid.UUID, lease_token: uuid.UUID, now: datetime) -> bool:
-    """PROCESSING → QUEUED, only while the lease is still the expired one we saw."""
+    """PROCESSING → QUEUED, only while the lease is still the expired one we saw.
+
+    ``published_at`` moves with the transition: the caller publishes right after, and the
+    requeue scan (another reaper's, too) must not take the run for a stale one meanwhile.
+    """
     requeued = Run.objects.filter(
         id=run_id,
         status=Run.Status.PROCESSING,
@@ -131,6 +161,7 @@ def requeue_expired(*, run_id: uuid.UUID, lease_token: uuid.UUID, now: datetime)
         status=Run.Status.QUEUED,
         lease_token=None,
         lease_expires_at=None,
+        published_at=now,
         updated_at=now,
         version=F("version") + 1,
     )

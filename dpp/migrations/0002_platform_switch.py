@@ -25,6 +25,7 @@ class Migration(migrations.Migration):
             ],
             options={
                 "verbose_name": "platform switch",
+                "verbose_name_plural": "platform switch",
                 "constraints": [
                     models.CheckConstraint(
                         condition=models.Q(("id", 1)), name="platformswitch_singleton"

@@ -75,7 +75,9 @@ def cluster(
 
 
 @pytest.fixture
-def scenario(request: pytest.FixtureRequest, cluster: Cluster, tmp_path: Path) -> Iterator[Scenario]:
+def scenario(
+    request: pytest.FixtureRequest, cluster: Cluster, tmp_path: Path
+) -> Iterator[Scenario]:
     """A scenario named after its test; its workers are stopped and the network healed
     when it ends, whatever happened."""
     cluster.sqs.drain(cluster.queue_urls["runs"])

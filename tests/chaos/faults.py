@@ -1,7 +1,7 @@
 """The chaos pack and the faults it injects into a worker subprocess.
 
-A worker started with ``DPP_CHAOS_FAULT=<fault>`` and ``DPP_CHAOS_DIR=<dir>`` installs the
-fault when it first imports this module (the first time it executes a ``chaos`` run).
+A worker started with ``DPP_CHAOS_FAULT=<fault>`` and ``DPP_CHAOS_DIR=<dir>`` (and
+``-A tests.chaos.worker_app``) installs the fault in each pool process as it starts.
 Each fault pauses the worker at one precise point of ``runs.services.execute_run`` and
 drops a marker file ``<dir>/<point>.<run_id>`` (JSON: worker pid, database backend pid),
 so the test knows the worker is exactly there before it kills it, cuts its database
@@ -14,10 +14,12 @@ Faults:
 ``after_receipt``   the receipt is stored; finalize has not started.
 ``in_finalize``     inside the finalize transaction, after the SETTLE insert and the
                     account update, before COMMIT (holding the account row lock).
-``race``            no heartbeat, and on a run's first attempt the pack sleeps
-                    ``inputs["pause_pack_sec"]`` and the worker sleeps
-                    ``inputs["pause_after_receipt_sec"]`` between receipt and finalize, so
-                    the lease lapses while the worker is alive and the reaper races it.
+``race``            no heartbeat, and on a run's first attempt the worker sleeps
+                    ``inputs["pause_pack_sec"]`` in the pack,
+                    ``inputs["pause_before_receipt_sec"]`` after renewing its lease and
+                    before writing the receipt, ``inputs["pause_after_receipt_sec"]``
+                    between receipt and finalize: the lease lapses while the worker is
+                    alive (a GC pause, a frozen VM) and the reaper races it.
 
 Production code knows nothing of this: the hooks replace module attributes
 (``runs.services.write_receipt``, ``billing.services.settle``,
@@ -108,10 +110,13 @@ class ChaosPack(Pack):
 def _after_receipt(write_receipt):
     @functools.wraps(write_receipt)
     def hooked(*, run: Run, **kwargs: Any):
+        racing = os.environ.get(FAULT_ENV) == "race" and run.attempts == 1
+        if racing:
+            time.sleep(float(run.inputs.get("pause_before_receipt_sec", 0)))
         receipt = write_receipt(run=run, **kwargs)
         if os.environ.get(FAULT_ENV) == "after_receipt":
             _pause("after_receipt", run.id)
-        elif os.environ.get(FAULT_ENV) == "race" and run.attempts == 1:
+        elif racing:
             time.sleep(float(run.inputs.get("pause_after_receipt_sec", 0)))
         return receipt
 

@@ -64,11 +64,13 @@ def test_same_message_delivered_twice_to_two_racing_workers(scenario: Scenario):
         assert scenario.events(run.id) == [("CLAIMED", 1), ("FINALIZED", 1)]
     # Every duplicate was received by one of the workers, found the run taken, and acked.
     scenario.wait_until(
-        lambda: sum(
-            line.get("message", "").startswith("run not claimable")
-            for line in json_lines(first, second)
-        )
-        >= copies,
+        lambda: (
+            sum(
+                line.get("message", "").startswith("run not claimable")
+                for line in json_lines(first, second)
+            )
+            >= copies
+        ),
         timeout=30,
         what="every duplicate acknowledged",
     )
@@ -109,8 +111,10 @@ def test_workers_race_the_reaper_on_leases_that_lapsed_while_they_worked(scenari
 
     # The reaper settled these while the worker slept; the worker wakes up and loses.
     scenario.wait_until(
-        lambda: lost("finalize lost the compare-and-set") >= set(receipt_raced)
-        and lost("lease lost while the pack ran") >= set(pack_raced),
+        lambda: (
+            lost("finalize lost the compare-and-set") >= set(receipt_raced)
+            and lost("lease lost while the pack ran") >= set(pack_raced)
+        ),
         timeout=3 * slow,
         what="the sleeping worker losing its races",
     )
@@ -138,10 +142,54 @@ def test_workers_race_the_reaper_on_leases_that_lapsed_while_they_worked(scenari
     # The reaper never finalized a run the worker finalized, nor the other way round.
     everyone = json_lines(worker, *scenario.cluster.reapers)
     assert set(finalized_by(everyone, set(runs)).values()) == {1}
-    assert all(scenario.events(run_id).count(("FINALIZED", runs[run_id].attempts)) == 1 for run_id in runs)
+    assert all(
+        scenario.events(run_id).count(("FINALIZED", runs[run_id].attempts)) == 1 for run_id in runs
+    )
     scenario.report(
         books,
         reaper_won_finalize=len(lost_finalize),
         reaper_won_lease=len(lost_lease),
         edge_outcomes=sorted(runs[run_id].attempts for run_id in edge),
     )
+
+
+def test_receipt_landing_after_its_lease_was_requeued(scenario: Scenario):
+    """A worker freezes between renewing its lease and writing its receipt (a GC pause, a
+    suspended VM) for longer than the lease. The reaper requeues the run, a second worker
+    claims it and dies in the pack; then the first worker's receipt lands, under the
+    lease the reaper took away. That receipt is the superseded lease's: it proves nothing
+    about the current one, so the run is judged as having no receipt."""
+    api = scenario.tenant()
+    frozen = scenario.submit(api, 2, pause_before_receipt_sec=3 * LEASE_TTL_SEC)
+    late_writer = scenario.worker("late-writer", fault="race", concurrency=2)
+    scenario.wait_until(
+        lambda: all(run.attempts == 1 for run in scenario.runs()),
+        timeout=30,
+        what="both runs claimed by the worker that will freeze",
+    )
+    # Both of its processes are frozen: the second attempts go to this worker.
+    doomed = scenario.worker("doomed", fault="stall_in_pack", concurrency=2)
+    scenario.wait_for_markers("in_pack", 2)
+    assert all(scenario.events(run_id)[1] == ("REQUEUED", 1) for run_id in frozen)
+    scenario.wait_until(
+        lambda: (
+            sum(
+                line.get("message", "").startswith("finalize lost the compare-and-set")
+                for line in json_lines(late_writer)
+            )
+            == 2
+        ),
+        timeout=30,
+        what="the late receipts written and their finalize lost",
+    )
+
+    doomed.kill9()
+    runs = scenario.wait_settled()
+
+    books = scenario.books()
+    assert books.audit_required == 0
+    assert books.failed == 2  # both attempts used: WORKER_TIMEOUT, the minimum fee
+    for run in runs:
+        assert (run.status, run.error_reason_code, run.attempts) == ("FAILED", "WORKER_TIMEOUT", 2)
+        assert str(run.id) in frozen
+    scenario.report(books, late_receipts=2)

@@ -134,5 +134,6 @@ def test_postgres_connection_dropped_mid_finalize(scenario: Scenario):
         assert (run.attempts, executions[str(run.id)]) == (1, 1)
         assert scenario.events(run.id) == [("CLAIMED", 1), ("FINALIZED", 1)]
     cut = [run for run in runs if str(run.id) in inside]
-    assert len(cut) == 2 and all(run.status == Run.Status.COMPLETED for run in cut)
+    assert len(cut) == 2
+    assert all(run.status == Run.Status.COMPLETED for run in cut)
     scenario.report(books, connections_terminated=len(inside))

@@ -2,6 +2,7 @@
 (gunicorn) and a 4-process Celery worker on SQS (moto) with results on S3 (SeaweedFS)."""
 
 import hashlib
+import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -88,7 +89,12 @@ def test_two_hundred_runs_at_once_on_four_processes_each_execute_once_at_the_exa
     assert {executions(sqs_s3_stack.pack_log, run_id) for run_id in run_ids} == {1}
     wait_for_empty_queue(sqs_server)
     assert audit() == []
-    assert f"concurrency: {WORKER_PROCESSES} (prefork)" in sqs_s3_stack.worker.log_path.read_text()
+    (setup,) = [
+        json.loads(line)
+        for line in sqs_s3_stack.worker.log_path.read_text().splitlines()
+        if '"worker starting"' in line
+    ]
+    assert (setup["concurrency"], setup["pool"]) == (WORKER_PROCESSES, "celery.concurrency.prefork")
 
 
 def test_duplicate_deliveries_execute_and_settle_once(

@@ -112,7 +112,8 @@ def test_run_page_shows_transfers_lease_history_and_the_receipts_verdict(
     assert str(run.lease_token) in page
     assert "Receipt in object storage" in page
     assert "<b>charge-usd-micros</b>: 9000" in page
-    assert "<b>verdict</b>: tenant-id" in page and "is not the run&#x27;s tenant" in page
+    assert "<b>verdict</b>: tenant-id" in page
+    assert "is not the run&#x27;s tenant" in page
     assert "Audit resolutions" in page
 
 
@@ -136,9 +137,7 @@ def test_runs_cannot_be_added_edited_or_deleted_in_the_admin(admin_client: Clien
 
     assert admin_client.get(reverse("admin:runs_run_add")).status_code == 403
     assert admin_client.post(reverse("admin:runs_run_delete", args=[run.id])).status_code == 403
-    admin_client.post(
-        reverse("admin:runs_run_change", args=[run.id]), {"money_state": "REFUNDED"}
-    )
+    admin_client.post(reverse("admin:runs_run_change", args=[run.id]), {"money_state": "REFUNDED"})
     run.refresh_from_db()
     assert run.money_state == Run.MoneyState.SETTLED
 
@@ -152,7 +151,8 @@ def test_resolve_audit_asks_for_a_form_first(admin_client: Client, flagged):
 
     assert response.status_code == 200
     page = response.content.decode()
-    assert 'name="note"' in page and 'name="resolution"' in page
+    assert 'name="note"' in page
+    assert 'name="resolution"' in page
     assert not AuditResolution.objects.exists()
 
 

@@ -198,6 +198,78 @@ def test_invalid_receipt_flags_the_run_audit_required_and_leaves_the_reservation
     assert len(json_logs.critical()) == 1
 
 
+def test_late_receipt_of_a_lease_the_reaper_requeued_counts_as_no_receipt(
+    make_run,
+    funded_account: Account,
+    broker: Broker,
+    json_logs: JsonLines,
+    settings,
+    django_capture_on_commit_callbacks,
+):
+    # A worker froze between renewing its lease and writing its receipt; the reaper gave
+    # the run to a second attempt, which died too; then the first worker's receipt landed.
+    settings.DPP_MAX_ATTEMPTS = 3
+    run = make_run()
+    first = lease(run)
+    tasks.expire_leases()
+    second = lease(run)
+    receipt_for(first, charge_micros=9_000)
+    broker.drain()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert tasks.expire_leases() == {"requeued": 1}
+
+    run.refresh_from_db()
+    assert (run.status, run.money_state, run.attempts) == ("QUEUED", "RESERVED", 2)
+    assert broker.drain() == [str(run.id)]
+    assert json_logs.critical() == []
+    (ignored,) = [line for line in json_logs.read() if "requeued ignored" in line["message"]]
+    assert (ignored["run_id"], ignored["lease_token"]) == (str(run.id), str(first.token))
+    assert second.token != first.token
+    assert money(funded_account) == (10 * USD, 0, RESERVED)
+    assert audit() == []
+
+
+def test_late_receipt_of_a_requeued_lease_on_the_last_attempt_fails_worker_timeout(
+    make_run, funded_account: Account, broker: Broker, json_logs: JsonLines
+):
+    run = make_run()
+    first = lease(run)
+    tasks.expire_leases()
+    lease(run)
+    receipt_for(first, charge_micros=9_000)
+
+    assert tasks.expire_leases() == {"failed": 1}
+
+    run.refresh_from_db()
+    assert (run.status, run.error_reason_code) == ("FAILED", services.WORKER_TIMEOUT)
+    assert finalizations(run) == [("SETTLE", 5_000)]
+    assert json_logs.critical() == []
+    assert audit() == []
+
+
+def test_late_receipt_of_a_requeued_lease_that_is_also_corrupt_is_flagged(
+    make_run,
+    local_results: Path,
+    broker: Broker,
+    json_logs: JsonLines,
+    django_capture_on_commit_callbacks,
+):
+    run = make_run()
+    first = lease(run)
+    tasks.expire_leases()
+    lease(run)
+    receipt_for(first)
+    corrupt_bytes(local_results, run)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert tasks.expire_leases() == {"audit_required": 1}
+
+    run.refresh_from_db()
+    assert run.money_state == Run.MoneyState.AUDIT_REQUIRED
+    assert len(json_logs.critical()) == 1
+
+
 def test_lease_renewed_while_the_reaper_looks_for_a_receipt_wins_over_worker_timeout(
     make_run, funded_account: Account, broker: Broker, monkeypatch, settings
 ):
@@ -268,9 +340,7 @@ def test_unexpired_leases_and_finished_runs_are_left_alone(make_run, broker: Bro
     assert broker.drain() == []
 
 
-def test_a_receipt_that_cannot_be_read_skips_only_that_run(
-    make_run, broker: Broker, monkeypatch
-):
+def test_a_receipt_that_cannot_be_read_skips_only_that_run(make_run, broker: Broker, monkeypatch):
     unreadable, fine = make_run(), make_run()
     lease(unreadable)
     lease(fine)

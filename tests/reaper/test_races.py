@@ -83,9 +83,7 @@ def test_two_requeue_scans_racing_publish_each_stale_run_once_and_refund_once(
     assert audit() == []
 
 
-def test_two_audits_racing_flag_and_alert_once_per_run(
-    make_run, json_logs: JsonLines
-):
+def test_two_audits_racing_flag_and_alert_once_per_run(make_run, json_logs: JsonLines):
     corrupted = [make_run() for _ in range(4)]
     for run in corrupted:
         runs.execute_run(run_id=run.id)

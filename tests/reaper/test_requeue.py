@@ -47,7 +47,8 @@ def test_queued_runs_nobody_claimed_are_republished_once_per_interval(make_run, 
         before = run.published_at
         run.refresh_from_db()
         assert run.status == Run.Status.QUEUED
-        assert run.published_at is not None and run.published_at != before
+        assert run.published_at is not None
+        assert run.published_at != before
     for run in (fresh, fresh_unpublished):
         before = run.published_at
         run.refresh_from_db()
@@ -58,7 +59,9 @@ def test_queued_runs_nobody_claimed_are_republished_once_per_interval(make_run, 
     assert audit() == []
 
 
-def test_republish_that_fails_is_tried_again_after_the_interval(make_run, broker: Broker, monkeypatch):
+def test_republish_that_fails_is_tried_again_after_the_interval(
+    make_run, broker: Broker, monkeypatch
+):
     run = aged(make_run(), created_sec=300, published_sec=None)
     with monkeypatch.context() as broker_down:
         broker_down.setattr(services.runs, "publish_run", lambda *, run_id: False)
@@ -100,9 +103,7 @@ def test_queued_past_the_maximum_age_fails_queue_timeout_with_a_full_refund(
     assert audit() == []
 
 
-def test_processing_and_finished_runs_are_not_requeued_whatever_their_age(
-    make_run, broker: Broker
-):
+def test_processing_and_finished_runs_are_not_requeued_whatever_their_age(make_run, broker: Broker):
     processing = make_run()
     assert services.runs.claim_run(run_id=processing.id)
     Run.objects.filter(id=processing.id).update(created_at=timezone.now() - timedelta(hours=2))

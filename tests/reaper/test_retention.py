@@ -47,7 +47,8 @@ def test_expired_result_is_deleted_the_row_kept_and_the_run_answers_410(
     assert tasks.purge_expired_results() == {"purged": 1}
 
     body, sidecar = receipt_paths(local_results, expired)
-    assert not body.exists() and not sidecar.exists()
+    assert not body.exists()
+    assert not sidecar.exists()
     assert read_receipt(expired) is None
     expired.refresh_from_db()
     assert expired.result_purged_at is not None

@@ -16,11 +16,16 @@ from tests.payloads import run_body
 def dead_broker():
     """Point the Celery app at a broker port where nothing listens, then restore it."""
     previous = current_app.conf.broker_url
-    current_app.close()
-    current_app.conf.broker_url = "redis://127.0.0.1:1/0"
+
+    def reconnect(url: str) -> None:
+        # Celery caches both the connection pool and the producer pool built on it.
+        current_app.close()
+        current_app.amqp._producer_pool = None
+        current_app.conf.broker_url = url
+
+    reconnect("redis://127.0.0.1:1/0")
     yield
-    current_app.close()
-    current_app.conf.broker_url = previous
+    reconnect(previous)
 
 
 @pytest.mark.django_db(transaction=True)
