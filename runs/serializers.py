@@ -1,12 +1,11 @@
 """Request parsing and response rendering for the runs API. No side effects here."""
 
-from decimal import Decimal
-
 from django.conf import settings
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from billing.errors import InvalidAmount
 from billing.money import micros_to_usd, usd_to_micros
 from runs.models import Run
 from runs.results import download_link
@@ -23,18 +22,24 @@ class StrictSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
-class UsdField(serializers.DecimalField):
-    """A USD amount as a decimal string with at most six places, parsed to micros."""
+class PositiveUsdField(serializers.DecimalField):
+    """A positive USD amount, a decimal with at most six places, parsed to integer micros."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__(max_digits=15, decimal_places=6, coerce_to_string=True, **kwargs)
 
     def to_internal_value(self, data) -> int:
-        return usd_to_micros(super().to_internal_value(data))
+        try:
+            micros = usd_to_micros(super().to_internal_value(data))
+        except InvalidAmount as exc:
+            raise serializers.ValidationError(str(exc)) from exc
+        if micros <= 0:
+            raise serializers.ValidationError("Must be more than 0.000000.")
+        return micros
 
 
 class ReservationInput(StrictSerializer):
-    max_cost_usd = UsdField(min_value=Decimal("0.000001"))
+    max_cost_usd = PositiveUsdField()
     timebox_sec = serializers.IntegerField(min_value=1, max_value=90, default=90)
     min_reliability_score = serializers.FloatField(min_value=0.0, max_value=1.0, default=0.0)
 

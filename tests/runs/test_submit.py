@@ -205,3 +205,15 @@ def test_a_key_that_failed_for_budget_can_be_retried_after_a_top_up(client_for, 
     assert submit(client, run_body()).status_code == 402
     billing.top_up(account=account, amount_micros=USD, reason="test")
     assert submit(client, run_body()).status_code == 202
+
+
+@pytest.mark.parametrize("amount", ["-1.000000", "0", "0.000000", -5, "abc", "1e3"])
+def test_a_max_cost_that_is_not_a_positive_amount_is_a_422_at_its_pointer(
+    funded_client, funded_account, amount
+):
+    before = ledger_snapshot(funded_account)
+    response = submit(funded_client, run_body(max_cost_usd=amount))
+    assert response.status_code == 422
+    pointers = [e["pointer"] for e in response.json()["errors"]]
+    assert pointers == ["/reservation/max_cost_usd"]
+    assert ledger_snapshot(funded_account) == before
