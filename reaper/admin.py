@@ -179,16 +179,25 @@ class RunAdmin(admin.ModelAdmin):
             over = [str(run.id) for run in runs if data["charge_usd"] > run.reserved_micros]
             if over:
                 return f"Nothing resolved: the charge is above the reservation of {over}."
+            resolved, taken = 0, []
             for run in runs:
-                services.resolve_audit(
-                    run=run,
-                    actor=request.user.get_username(),
-                    note=data["note"],
-                    resolution=data["resolution"],
-                    charge_micros=data["charge_usd"],
-                    adjust_micros=data["adjust_usd"],
-                )
-            return f"Resolved {len(runs)} run(s)."
+                try:
+                    services.resolve_audit(
+                        run=run,
+                        actor=request.user.get_username(),
+                        note=data["note"],
+                        resolution=data["resolution"],
+                        charge_micros=data["charge_usd"],
+                        adjust_micros=data["adjust_usd"],
+                    )
+                except services.AlreadyResolved:
+                    # Another operator closed it after this form was opened: theirs stands.
+                    taken.append(str(run.id))
+                    continue
+                resolved += 1
+            if taken:
+                return f"Resolved {resolved} run(s); already resolved by someone else: {taken}."
+            return f"Resolved {resolved} run(s)."
 
         return action_with_form(
             self,

@@ -31,6 +31,14 @@ QUEUE_TIMEOUT = "QUEUE_TIMEOUT"
 RECEIPT_INVALID = "RECEIPT_INVALID"
 
 
+class AlreadyResolved(ValueError):
+    """The run is not (or no longer) AUDIT_REQUIRED: someone resolved it first."""
+
+    def __init__(self, run_id: uuid.UUID) -> None:
+        super().__init__(f"run {run_id} is not AUDIT_REQUIRED: only those can be resolved")
+        self.run_id = run_id
+
+
 @dataclass
 class ScanResult:
     """What one scan did, by action; returned by every scan for logs, metrics and tests."""
@@ -372,7 +380,7 @@ def resolve_audit(
     """
     locked = Run.objects.select_for_update().get(id=run.id)
     if locked.money_state != Run.MoneyState.AUDIT_REQUIRED:
-        raise ValueError("only AUDIT_REQUIRED runs can be resolved")
+        raise AlreadyResolved(run.id)
     if not note.strip():
         raise ValueError("a resolution needs a note")
     if resolution == Run.MoneyState.SETTLED:

@@ -511,6 +511,10 @@ class _Heartbeat:
                     held = extend_lease(run_id=self._run_id, lease_token=self._lease_token)
                 except Exception:
                     logger.warning("heartbeat failed; retrying at the next beat", exc_info=True)
+                    # Nothing in this thread runs Django's per-request connection cleanup:
+                    # a dropped connection would fail every later beat and let the lease
+                    # lapse under a live pack. Close it; the next beat reconnects.
+                    connection.close()
                     continue
                 if not held:
                     logger.warning("heartbeat found the lease taken; stopping")

@@ -1,3 +1,13 @@
+"""The chaos suite: DPP's real processes on real services, with faults injected at precise
+points (tests/chaos/faults.py), each scenario ending with the books balanced to the
+micro-dollar. Run it with its report:
+
+    DATABASE_URL=postgres://… REDIS_URL=redis://… .venv/bin/pytest tests/chaos -s
+
+Every scenario appends one line (runs, outcomes, credits, charges, pending, balance) to
+the "chaos: runs and money per scenario" section of the terminal summary.
+"""
+
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -58,6 +68,7 @@ def cluster(
     built = Cluster(
         base=base,
         env=env,
+        s3=s3_server,
         sqs=sqs_server,
         queue_urls=chaos_queues,
         s3_proxy=s3_proxy,

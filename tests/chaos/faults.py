@@ -14,6 +14,11 @@ Faults:
 ``after_receipt``   the receipt is stored; finalize has not started.
 ``in_finalize``     inside the finalize transaction, after the SETTLE insert and the
                     account update, before COMMIT (holding the account row lock).
+``bit_rot``         as ``after_receipt``, but the stored bytes no longer match the
+                    receipt's sha256 (the object was damaged in storage).
+``watch_heartbeat`` the heartbeat thread marks ``heartbeat.<run_id>`` (with its own
+                    database backend) on its first beat, so the test can cut that
+                    connection; the pack sleeps ``inputs["sleep_sec"]`` (any fault).
 ``race``            no heartbeat, and on a run's first attempt the worker sleeps
                     ``inputs["pause_pack_sec"]`` in the pack,
                     ``inputs["pause_before_receipt_sec"]`` after renewing its lease and
@@ -31,6 +36,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -42,6 +48,8 @@ from runs import services as runs
 from runs.models import Run
 from runs.packs.base import ExecutionContext, Pack
 from runs.packs.errors import PackValidationError
+from runs.receipts import Receipt, _s3_key
+from runs.results import result_storage
 
 FAULT_ENV = "DPP_CHAOS_FAULT"
 DIR_ENV = "DPP_CHAOS_DIR"
@@ -103,6 +111,7 @@ class ChaosPack(Pack):
             _pause("in_pack", ctx.run_id)
         elif fault == "race" and _first_attempt(ctx.run_id):
             time.sleep(float(inputs.get("pause_pack_sec", 0)))
+        time.sleep(float(inputs.get("sleep_sec", 0)))
         document = {"run_id": ctx.run_id, "answer": 42, "padding": "x" * 256}
         return document, self.estimate_cost(inputs)
 
@@ -114,13 +123,30 @@ def _after_receipt(write_receipt):
         if racing:
             time.sleep(float(run.inputs.get("pause_before_receipt_sec", 0)))
         receipt = write_receipt(run=run, **kwargs)
-        if os.environ.get(FAULT_ENV) == "after_receipt":
+        if os.environ.get(FAULT_ENV) == "bit_rot":
+            _damage(receipt)
+        if os.environ.get(FAULT_ENV) in ("after_receipt", "bit_rot"):
             _pause("after_receipt", run.id)
         elif racing:
             time.sleep(float(run.inputs.get("pause_after_receipt_sec", 0)))
         return receipt
 
     return hooked
+
+
+def _damage(receipt: Receipt) -> None:
+    """Flip the stored bytes, keep the metadata: what bit rot or a bad copy leaves."""
+    storage = result_storage()
+    client, key = storage.connection.meta.client, _s3_key(storage, receipt.key)
+    stored = client.get_object(Bucket=storage.bucket_name, Key=key)
+    body = stored["Body"].read()
+    client.put_object(
+        Bucket=storage.bucket_name,
+        Key=key,
+        Body=body[:-1] + bytes([body[-1] ^ 0x01]),
+        Metadata=stored["Metadata"],
+        ContentType="application/json",
+    )
 
 
 def _in_finalize(settle):
@@ -131,6 +157,18 @@ def _in_finalize(settle):
         assert connection.in_atomic_block
         _pause("in_finalize", run.id)
         return transfer
+
+    return hooked
+
+
+def _watched(extend_lease):
+    @functools.wraps(extend_lease)
+    def hooked(*, run_id: Any, lease_token: Any) -> bool:
+        held = extend_lease(run_id=run_id, lease_token=lease_token)
+        beating = threading.current_thread().name.startswith("lease-heartbeat")
+        if beating and not (_dir() / f"heartbeat.{run_id}").exists():
+            _mark("heartbeat", run_id)
+        return held
 
     return hooked
 
@@ -150,12 +188,14 @@ class _NoHeartbeat:
 
 def install() -> None:
     fault = os.environ.get(FAULT_ENV, "")
-    if fault in ("after_receipt", "race"):
+    if fault in ("after_receipt", "bit_rot", "race"):
         runs.write_receipt = _after_receipt(runs.write_receipt)
     if fault == "in_finalize":
         billing.settle = _in_finalize(billing.settle)
     if fault == "race":
         runs._Heartbeat = _NoHeartbeat
+    if fault == "watch_heartbeat":
+        runs.extend_lease = _watched(runs.extend_lease)
 
 
 if os.environ.get(FAULT_ENV):

@@ -33,7 +33,7 @@ from tests.chaos.faults import DIR_ENV, EXECUTIONS_FILE, FAULT_ENV, RELEASE_FILE
 from tests.chaos.proxy import TcpProxy
 from tests.e2e.stack import REPO_ROOT, HttpApi, start_api
 from tests.execution.packs import TEST_PACKS
-from tests.external import HOST, ManagedProcess, SqsServer, venv_binary
+from tests.external import HOST, ManagedProcess, S3Server, SqsServer, venv_binary
 from tests.factories import TenantFactory, issue_token, seeded_plan
 
 USD = 1_000_000
@@ -108,11 +108,17 @@ def start_celery(name: str, **options: Any) -> ManagedProcess:
     return process.start(ready=consuming(process), timeout=START_TIMEOUT_SEC)
 
 
-def json_lines(*processes: ManagedProcess) -> list[dict[str, Any]]:
-    """The JSON log lines of processes (banners and other text skipped)."""
+def json_lines(
+    *processes: ManagedProcess, since: Mapping[str, int] | None = None
+) -> list[dict[str, Any]]:
+    """The JSON log lines of processes (banners and other text skipped); ``since`` maps a
+    process name to the log offset to read from."""
     lines = []
     for process in processes:
-        for text in process.log_path.read_text(errors="replace").splitlines():
+        with process.log_path.open("rb") as log:
+            log.seek((since or {}).get(process.name, 0))
+            content = log.read().decode(errors="replace")
+        for text in content.splitlines():
             if text.startswith("{"):
                 try:
                     lines.append(json.loads(text))
@@ -127,6 +133,7 @@ class Cluster:
 
     base: Path
     env: dict[str, str]
+    s3: S3Server
     sqs: SqsServer
     queue_urls: dict[str, str]  # Celery queue -> SQS queue URL
     s3_proxy: TcpProxy
@@ -203,6 +210,8 @@ class Scenario:
         self.run_ids: list[str] = []
         self.workers: list[ManagedProcess] = []
         self.started = time.monotonic()
+        # The module's reaper logs every scenario: this one's lines start here.
+        self.reaper_log_start = {p.name: p.log_path.stat().st_size for p in cluster.reapers}
 
     # --- processes ------------------------------------------------------------------
 
@@ -322,6 +331,10 @@ class Scenario:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{what} not reached in {timeout:.0f} s:\n{self.log_tails()}")
             time.sleep(0.2)
+
+    def reaper_lines(self) -> list[dict[str, Any]]:
+        """The reapers' JSON log lines written during this scenario."""
+        return json_lines(*self.cluster.reapers, since=self.reaper_log_start)
 
     def log_tails(self, lines: int = 15) -> str:
         processes = [*self.workers, *self.cluster.reapers]

@@ -67,7 +67,7 @@ def test_object_storage_unreachable_while_receipts_are_written(scenario: Scenari
     assert all(run.lease_expires_at is not None for run in waiting)
     reaper_errors = sum(
         line.get("message") == "lease expiry of one run failed; retried next scan"
-        for line in json_lines(*scenario.cluster.reapers)
+        for line in scenario.reaper_lines()
     )
     assert reaper_errors > 0
     write_errors = sum(

@@ -1,12 +1,14 @@
-"""At-least-once delivery and slow-but-alive workers: duplicates of the same message, two
-workers racing for one run, and workers racing the reaper on leases that lapsed while they
-were still working. Each run executes (at most as often as it is claimed) and settles once."""
+"""Races: duplicates of the same message, two workers racing for one run, workers racing
+the reaper on leases that lapsed while they were still working, and two reapers (beat and
+worker each) running every scan at once. Each run executes at most as often as it is
+claimed, is repaired once, and settles once."""
 
 import time
 from collections import Counter
 
 import pytest
 
+from runs.models import RunEvent
 from tests.chaos.harness import LEASE_TTL_SEC, Scenario, json_lines
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -140,7 +142,7 @@ def test_workers_race_the_reaper_on_leases_that_lapsed_while_they_worked(scenari
     for run_id in edge:
         assert executions[run_id] == runs[run_id].attempts
     # The reaper never finalized a run the worker finalized, nor the other way round.
-    everyone = json_lines(worker, *scenario.cluster.reapers)
+    everyone = json_lines(worker) + scenario.reaper_lines()
     assert set(finalized_by(everyone, set(runs)).values()) == {1}
     assert all(
         scenario.events(run_id).count(("FINALIZED", runs[run_id].attempts)) == 1 for run_id in runs
@@ -183,6 +185,15 @@ def test_receipt_landing_after_its_lease_was_requeued(scenario: Scenario):
         what="the late receipts written and their finalize lost",
     )
 
+    s3 = scenario.cluster.s3
+    for run in scenario.runs():
+        # The object in storage is the frozen worker's, under its first, requeued lease.
+        stored = s3.client().head_object(
+            Bucket=s3.bucket, Key=f"results/{run.tenant_id}/{run.id}.json"
+        )
+        first_lease = RunEvent.objects.filter(run=run, kind="CLAIMED", attempt=1).get()
+        assert stored["Metadata"]["lease-token"] == str(first_lease.lease_token)
+
     doomed.kill9()
     runs = scenario.wait_settled()
 
@@ -192,4 +203,63 @@ def test_receipt_landing_after_its_lease_was_requeued(scenario: Scenario):
     for run in runs:
         assert (run.status, run.error_reason_code, run.attempts) == ("FAILED", "WORKER_TIMEOUT", 2)
         assert str(run.id) in frozen
+    lines = scenario.reaper_lines()
+    assert not [line for line in lines if line.get("reconcile_type") == "no_receipt_audit"]
+    ignored = {line["run_id"] for line in lines if "requeued ignored" in line.get("message", "")}
+    assert ignored == set(frozen)
     scenario.report(books, late_receipts=2)
+
+
+def test_two_beat_and_reaper_processes_never_act_twice_on_a_run(scenario: Scenario):
+    cluster = scenario.cluster
+    cluster.reaper("reaper-2")
+    apis = [scenario.tenant(), scenario.tenant()]
+
+    # Leases with receipts (roll forward) and without (requeue), from two crashed workers.
+    rolled = scenario.submit(apis[0], 2)
+    after_receipt = scenario.worker("doomed-receipt", fault="after_receipt", concurrency=2)
+    scenario.wait_for_markers("after_receipt", 2)
+    stalled = scenario.submit(apis[1], 2)
+    in_pack = scenario.worker("doomed-pack", fault="stall_in_pack", concurrency=2)
+    scenario.wait_for_markers("in_pack", 2)
+    after_receipt.kill9()
+    in_pack.kill9()
+    # Runs the API could not publish (requeue scan), and plain ones.
+    cluster.broker_proxy.down()
+    stranded = scenario.submit(apis[0], 3) + scenario.submit(apis[1], 3)
+    cluster.broker_proxy.up()
+    scenario.submit(apis[1], 4)
+    scenario.worker("healthy", concurrency=2)
+    runs = scenario.wait_settled(timeout=90)
+
+    books = scenario.books()
+    assert books.completed == 14
+    executions = scenario.executions()
+    by_id = {str(run.id): run for run in runs}
+    for run_id in rolled:
+        assert (by_id[run_id].attempts, executions[run_id]) == (1, 1)
+    for run_id in stalled:
+        assert (by_id[run_id].attempts, executions[run_id]) == (2, 2)
+    for run_id in stranded:
+        assert by_id[run_id].attempts == 1
+    for run in runs:
+        events = list(RunEvent.objects.filter(run=run).values_list("kind", "lease_token"))
+        assert Counter(kind for kind, _ in events)["FINALIZED"] == 1
+        requeues = [token for kind, token in events if kind == "REQUEUED"]
+        assert len(requeues) == len(set(requeues)), "a lease was requeued twice"
+    # Both reapers really ran the scans (what they found is in the report: lost_race
+    # and skipped are one reaper finding the other's work done).
+    expire_scans = {
+        process.name: sum(
+            line.get("message", "").startswith("Task reaper.expire_leases")
+            and "succeeded" in line["message"]
+            for line in json_lines(process, since=scenario.reaper_log_start)
+        )
+        for process in cluster.reapers
+    }
+    assert all(expire_scans.values()), expire_scans
+    actions: Counter = Counter()
+    for line in scenario.reaper_lines():
+        if line.get("message") == "reaper scan":
+            actions.update(line["actions"])
+    scenario.report(books, expire_scans=expire_scans, actions=dict(actions))

@@ -12,7 +12,7 @@ from django.test import Client
 from django.urls import reverse
 
 from billing.models import Account, Transfer
-from reaper import tasks
+from reaper import services, tasks
 from reaper.audit import audit
 from reaper.models import AuditResolution
 from runs import services as runs
@@ -67,7 +67,7 @@ def finished(make_run):
     return make
 
 
-def resolve(client: Client, run: Run, **form: str):
+def resolve(client: Client, run: Run, follow: bool = False, **form: str):
     return client.post(
         CHANGELIST,
         {
@@ -80,6 +80,7 @@ def resolve(client: Client, run: Run, **form: str):
             "note": "",
             **form,
         },
+        follow=follow,
     )
 
 
@@ -271,3 +272,26 @@ def test_only_audit_required_runs_are_resolved(admin_client: Client, flagged, fi
     assert list(AuditResolution.objects.values_list("run_id", flat=True)) == [run.id]
     done.refresh_from_db()
     assert done.money_state == Run.MoneyState.SETTLED
+
+
+def test_a_run_resolved_by_someone_else_meanwhile_keeps_their_resolution(
+    admin_client: Client, flagged, funded_account: Account
+):
+    run = flagged()
+    form = admin_client.post(
+        CHANGELIST, {"action": "resolve_audit", "_selected_action": [str(run.id)]}
+    )
+    assert form.status_code == 200
+    # A colleague refunds it while this operator's form is open...
+    services.resolve_audit(run=run, actor="colleague", note="refunded", resolution="REFUNDED")
+
+    response = resolve(
+        admin_client, run, resolution="SETTLED", charge_usd="0.009000", note="settling", follow=True
+    )
+
+    assert response.status_code == 200
+    assert "Resolved 0 run(s)." in response.content.decode()
+    assert list(AuditResolution.objects.values_list("actor", flat=True)) == ["colleague"]
+    assert finalizations(run) == [("VOID", RESERVED)]
+    with pytest.raises(services.AlreadyResolved):
+        services.resolve_audit(run=run, actor="late", note="again", resolution="REFUNDED")
