@@ -10,12 +10,15 @@ that a live worker still holds. Exits non-zero when a queue URL SQS reports diff
 the configured one (the workers would poll a queue that does not exist).
 """
 
+import logging
 import os
 import sys
 from urllib.parse import urlsplit
 
 import boto3
 from botocore.exceptions import ClientError
+
+logger = logging.getLogger("compose-init-aws")
 
 
 def ensure_queue(sqs, configured_url: str, visibility_timeout: str) -> str:
@@ -45,6 +48,7 @@ def ensure_bucket(s3, bucket: str, region: str) -> None:
 
 
 def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     region = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
     visibility_timeout = str(3 * int(os.environ.get("DPP_LEASE_TTL_SEC", "120")))
     queue_urls = [os.environ["DPP_SQS_RUNS_QUEUE_URL"], os.environ["DPP_SQS_REAPER_QUEUE_URL"]]
@@ -54,11 +58,11 @@ def main() -> int:
     )
     for configured_url in queue_urls:
         url = ensure_queue(sqs, configured_url, visibility_timeout)
-        print(f"queue ready: {url} (VisibilityTimeout={visibility_timeout})")  # noqa: T201
+        logger.info("queue ready: %s (VisibilityTimeout=%s)", url, visibility_timeout)
     bucket = os.environ["AWS_STORAGE_BUCKET_NAME"]
     s3 = boto3.client("s3", endpoint_url=os.environ["AWS_S3_ENDPOINT_URL"], region_name=region)
     ensure_bucket(s3, bucket, region)
-    print(f"bucket ready: {bucket}")  # noqa: T201
+    logger.info("bucket ready: %s", bucket)
     return 0
 
 
