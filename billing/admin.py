@@ -13,9 +13,8 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 
 from billing import services
-from billing.errors import InvalidAmount
 from billing.models import Account, Plan, Transfer
-from billing.money import micros_to_usd, usd_to_micros
+from billing.money import InvalidAmount, micros_to_usd, usd_to_micros
 from dpp.admin_actions import action_with_form
 
 

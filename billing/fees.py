@@ -1,6 +1,6 @@
 """The minimum fee: what a failed or timed-out run costs (DESIGN.md §3). Never for 4xx."""
 
-from billing.errors import InvalidAmount
+from billing.money import InvalidAmount, require_micros
 
 MINIMUM_FEE_FLOOR_MICROS = 5_000  # $0.005: a failure still used a worker
 MINIMUM_FEE_CAP_MICROS = 100_000  # $0.10: a failure never costs more than this
@@ -13,8 +13,7 @@ def minimum_fee(reserved_micros: int) -> int:
     The percentage is integer arithmetic rounded down, so the fee is the same on every
     machine; capping at ``reserved`` keeps the fee inside what the run reserved.
     """
-    if isinstance(reserved_micros, bool) or not isinstance(reserved_micros, int):
-        raise InvalidAmount("reserved_micros must be an integer number of micro-USD.")
+    reserved_micros = require_micros(reserved_micros, name="reserved_micros")
     if reserved_micros < 0:
         raise InvalidAmount("reserved_micros must not be negative.")
     percent = reserved_micros * MINIMUM_FEE_PERCENT // 100

@@ -2,13 +2,14 @@
 
 The API speaks six-place decimal strings (``"0.050000"``); the ledger stores integers.
 Conversions are exact integer arithmetic on the digits: no float, and no Decimal
-context whose precision could round a large amount.
+context whose precision could round a large amount. ``require_micros`` is the one check
+that a value handed to the ledger is an integer amount.
 """
 
+import operator
 import re
 from decimal import Decimal
-
-from billing.errors import InvalidAmount
+from typing import Any
 
 MICROS_PER_USD = 1_000_000
 PLACES = 6
@@ -16,6 +17,31 @@ PLACES = 6
 MAX_MICROS = 2**63 - 1
 
 _USD_STRING = re.compile(r"^(-?)([0-9]+)(?:\.([0-9]+))?$")
+
+
+class InvalidAmount(ValueError):
+    """A value that is not a valid micro-USD amount for the operation asked.
+
+    Not a ``DomainError``: the serializers that parse clients' amounts answer it as a 422
+    at the field, the admin and the CLI as a form or command error; one that reaches the
+    ledger is a bug in the caller (→ 500).
+    """
+
+
+def require_micros(value: Any, *, name: str) -> int:
+    """``value`` as an integer number of micro-USD, or ``InvalidAmount``.
+
+    Anything with ``__index__`` is an integer (a pack may count in NumPy integers); bools
+    are not amounts, and floats, Decimals and strings must go through ``usd_to_micros``.
+    """
+    if isinstance(value, bool):
+        raise InvalidAmount(f"{name} must be an integer number of micro-USD, not a bool.")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise InvalidAmount(
+            f"{name} must be an integer number of micro-USD, not {type(value).__name__}."
+        ) from None
 
 
 def usd_to_micros(value: str | Decimal | int, *, allow_negative: bool = False) -> int:
@@ -70,7 +96,6 @@ def _decimal_to_micros(value: Decimal) -> int:
 
 def micros_to_usd(micros: int) -> str:
     """Render micro-USD as a USD string with exactly six places: 50_000 → ``"0.050000"``."""
-    if isinstance(micros, bool) or not isinstance(micros, int):
-        raise InvalidAmount(f"micro-USD amounts are integers, not {type(micros).__name__}.")
+    micros = require_micros(micros, name="micro-USD amount")
     whole, fraction = divmod(abs(micros), MICROS_PER_USD)
     return f"{'-' if micros < 0 else ''}{whole}.{fraction:0{PLACES}d}"

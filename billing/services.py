@@ -21,7 +21,6 @@ from billing.errors import (
     AccountNotFound,
     ChargeExceedsReservation,
     InsufficientBudget,
-    InvalidAmount,
     LedgerInconsistent,
     PlanNotFound,
     ReasonRequired,
@@ -29,6 +28,7 @@ from billing.errors import (
     ReservationNotFound,
 )
 from billing.models import Account, Plan, Transfer
+from billing.money import InvalidAmount, require_micros
 from dpp.metrics import MONEY
 from dpp.services import tenant_create
 from dpp.tracing import current_ids
@@ -55,11 +55,6 @@ def _record(**fields) -> Transfer:
         lambda: MONEY.labels(kind=transfer.kind.lower()).inc(abs(transfer.amount_micros))
     )
     return transfer
-
-
-def _require_int(amount: int, name: str) -> None:
-    if isinstance(amount, bool) or not isinstance(amount, int):
-        raise InvalidAmount(f"{name} must be an integer number of micro-USD.")
 
 
 def _available(*, pk: int) -> int:
@@ -106,7 +101,7 @@ def tenant_open(
 
     One transaction: a bad plan name or amount leaves no tenant behind.
     """
-    _require_int(budget_micros, "budget_micros")
+    budget_micros = require_micros(budget_micros, name="budget_micros")
     if budget_micros < 0:
         raise InvalidAmount("An opening budget must not be negative.")
     plan = None
@@ -128,7 +123,7 @@ def tenant_open(
 @transaction.atomic
 def top_up(*, account: Account, amount_micros: int, reason: str = "", actor: str = "") -> Transfer:
     """Credit ``amount_micros`` (> 0) to the account."""
-    _require_int(amount_micros, "amount_micros")
+    amount_micros = require_micros(amount_micros, name="amount_micros")
     if amount_micros <= 0:
         raise InvalidAmount("A top-up must be a positive amount.")
     updated = Account.objects.filter(pk=account.pk).update(
@@ -152,7 +147,7 @@ def adjust(*, account: Account, amount_micros: int, reason: str, actor: str) -> 
     A debit may not take the account below what is already spent and reserved, for the
     same reason a reservation may not: the CHECK constraint would refuse it anyway.
     """
-    _require_int(amount_micros, "amount_micros")
+    amount_micros = require_micros(amount_micros, name="amount_micros")
     if amount_micros == 0:
         raise InvalidAmount("An adjustment must not be zero.")
     if not reason.strip():
@@ -195,7 +190,7 @@ def reserve(*, run: RunRef, amount_micros: int) -> Transfer:
     state the same reservation, and the audit checks that they do.
     Raises InsufficientBudget (nothing written) when the budget does not cover it.
     """
-    _require_int(amount_micros, "amount_micros")
+    amount_micros = require_micros(amount_micros, name="amount_micros")
     if amount_micros <= 0:
         raise InvalidAmount("A reservation must be a positive amount.")
     if amount_micros != run.reserved_micros:
@@ -235,7 +230,7 @@ def settle(*, run: RunRef, charge_micros: int) -> Transfer:
     Idempotent: if the run already has a SETTLE or VOID, that transfer is returned and
     nothing moves — whatever its amount, a second finalize never writes a second debit.
     """
-    _require_int(charge_micros, "charge_micros")
+    charge_micros = require_micros(charge_micros, name="charge_micros")
     if charge_micros < 0:
         raise InvalidAmount("A charge must not be negative.")
     return _finalize(run=run, kind=Transfer.Kind.SETTLE, charge_micros=charge_micros)

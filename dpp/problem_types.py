@@ -1,7 +1,9 @@
-"""The one registry of RFC 9457 problem types.
+"""The one registry of RFC 9457 problem types: slug → type URI, title, status.
 
 The API's error responses, the ``/problems/<slug>`` pages and ``docs/problems.md`` are
 all generated from this table, so a ``type`` URI always resolves to its explanation.
+Errors name their type by slug (``dpp.errors.DomainError.slug``), checked against this
+table when the error class is defined.
 """
 
 from dataclasses import dataclass
@@ -186,6 +188,18 @@ _TYPES = [
 ]
 
 PROBLEM_TYPES: dict[str, ProblemType] = {t.slug: t for t in _TYPES}
+
+
+class UnknownProblemType(LookupError):
+    """A slug that is not in the registry: a typo in code, never a client's mistake."""
+
+
+def problem_type(slug: str) -> ProblemType:
+    try:
+        return PROBLEM_TYPES[slug]
+    except KeyError:
+        raise UnknownProblemType(f"no problem type {slug!r} in dpp/problem_types.py") from None
+
 
 # The problem used when an error has nothing more specific than its status code.
 BY_STATUS: dict[int, str] = {

@@ -1,13 +1,13 @@
 """RFC 9457 problem responses: the one place every error on every path is rendered.
 
-Errors reach here three ways: ``ProblemError`` raised by our own code, DRF's exceptions
-(through ``exception_handler``), and domain errors of the apps, which the core knows
-only by dotted class name (``DOMAIN_ERRORS``) so that it imports no app.
+Errors reach here two ways: ``DomainError``s (``dpp.errors``), which the apps' errors
+subclass and which declare their problem type by slug, and the exceptions of Django and
+DRF. Anything else is a bug: the generic 500 problem, with the traceback in the log.
 """
 
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -16,46 +16,26 @@ from django.http import Http404, HttpRequest, HttpResponse
 from rest_framework import exceptions as drf
 
 from dpp import context
+from dpp.errors import DomainError, json_pointer
 from dpp.problem_types import PROBLEM_TYPES, ProblemType, for_status
 
 logger = logging.getLogger(__name__)
 
 CONTENT_TYPE = "application/problem+json"
 
-# Domain error → problem slug. Keyed by dotted name so that the core imports no app.
-DOMAIN_ERRORS: dict[str, str] = {
-    "billing.errors.InsufficientBudget": "insufficient-budget",
-    "runs.packs.errors.UnknownPackType": "unknown-pack-type",
-    "runs.errors.PackNotAllowed": "pack-not-allowed",
-    "runs.errors.CostLimitExceeded": "cost-limit-exceeded",
-    "runs.errors.ReservationBelowEstimate": "reservation-below-estimate",
-    "runs.errors.IdempotencyKeyReused": "idempotency-key-reused",
-    "runs.errors.InvalidInputs": "validation-error",
-    "runs.errors.RunNotFound": "run-not-found",
-    "runs.errors.ConcurrencyLimitExceeded": "rate-limited",
-    "runs.errors.ResultExpired": "result-expired",
-    "runs.errors.SubmissionsPaused": "submissions-paused",
-}
 
+class ProblemError(DomainError):
+    """Raise anywhere in a request to answer with the problem ``slug``.
 
-class ProblemError(Exception):
-    """Raise anywhere in a request to answer with the problem ``slug``."""
+    For errors no domain class describes (a missing header, a failed authentication);
+    the slug is checked against the registry when the error is created.
+    """
 
-    def __init__(
-        self,
-        slug: str,
-        detail: str | None = None,
-        *,
-        errors: Iterable[Mapping[str, str]] = (),
-        headers: Mapping[str, str] | None = None,
-        **extensions: Any,
-    ) -> None:
-        self.problem_type = PROBLEM_TYPES[slug]
-        self.detail = detail or self.problem_type.title
-        self.errors = list(errors)
-        self.headers = dict(headers or {})
-        self.extensions = extensions
-        super().__init__(self.detail)
+    slug = None
+
+    def __init__(self, slug: str, detail: str | None = None, **problem: Any) -> None:
+        self.slug = slug
+        super().__init__(detail, **problem)
 
 
 def request_instance(request_id: str | None = None) -> str:
@@ -86,19 +66,17 @@ def problem_response(
     return response
 
 
-def from_problem_error(exc: ProblemError) -> HttpResponse:
+def from_problem_error(exc: DomainError) -> HttpResponse:
+    headers = dict(exc.headers)
+    if exc.retry_after:
+        headers["Retry-After"] = str(exc.retry_after)
     return problem_response(
         exc.problem_type,
         exc.detail,
-        errors=exc.errors,
-        headers=exc.headers,
+        errors=[error._asdict() for error in exc.field_errors],
+        headers=headers,
         extensions=exc.extensions,
     )
-
-
-def json_pointer(path: Iterable[str | int]) -> str:
-    """RFC 6901: '~' → '~0', '/' → '~1'."""
-    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in path)
 
 
 def pointer_errors(detail: Any, path: tuple = ()) -> list[dict[str, str]]:
@@ -111,39 +89,18 @@ def pointer_errors(detail: Any, path: tuple = ()) -> list[dict[str, str]]:
         return out
     if isinstance(detail, list):
         if all(isinstance(item, str) for item in detail):
-            return [{"pointer": json_pointer(path), "detail": str(item)} for item in detail]
+            return [{"pointer": json_pointer(*path), "detail": str(item)} for item in detail]
         out = []
         for index, item in enumerate(detail):
             out.extend(pointer_errors(item, (*path, index)))
         return out
-    return [{"pointer": json_pointer(path), "detail": str(detail)}]
-
-
-def _domain_slug(exc: Exception) -> str | None:
-    for cls in type(exc).__mro__:
-        slug = DOMAIN_ERRORS.get(f"{cls.__module__}.{cls.__qualname__}")
-        if slug:
-            return slug
-    return None
+    return [{"pointer": json_pointer(*path), "detail": str(detail)}]
 
 
 def to_response(exc: Exception) -> HttpResponse | None:
     """The problem response for a known exception, or None if it is a bug (→ 500)."""
-    if isinstance(exc, ProblemError):
+    if isinstance(exc, DomainError):
         return from_problem_error(exc)
-    slug = _domain_slug(exc)
-    if slug:
-        # Domain errors point at the fields they concern through `field_errors`
-        # ([(pointer, detail)]) and add problem members through `extensions`.
-        errors = [{"pointer": p, "detail": d} for p, d in getattr(exc, "field_errors", ())]
-        retry_after = getattr(exc, "retry_after", None)
-        return problem_response(
-            PROBLEM_TYPES[slug],
-            str(exc),
-            errors=errors,
-            headers={"Retry-After": str(retry_after)} if retry_after else None,
-            extensions=getattr(exc, "extensions", None),
-        )
     if isinstance(exc, RequestDataTooBig):
         return problem_response(PROBLEM_TYPES["payload-too-large"], str(exc))
     if isinstance(exc, Http404):

@@ -10,9 +10,8 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.utils.html import format_html_join
 
-from billing.errors import InvalidAmount
 from billing.models import Transfer
-from billing.money import micros_to_usd, usd_to_micros
+from billing.money import InvalidAmount, micros_to_usd, usd_to_micros
 from dpp.admin_actions import action_with_form
 from reaper import services
 from reaper.models import AuditResolution

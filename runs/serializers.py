@@ -5,8 +5,7 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from billing.errors import InvalidAmount
-from billing.money import micros_to_usd, usd_to_micros
+from billing.money import InvalidAmount, micros_to_usd, usd_to_micros
 from runs.models import Run
 from runs.results import download_link
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
-import operator
 import threading
 import time
 import uuid
@@ -24,6 +23,7 @@ from django.utils import timezone
 
 from billing import services as billing
 from billing.fees import minimum_fee
+from billing.money import require_micros
 from billing.selectors import account_for_tenant, lock_account
 from dpp import context, metrics
 from dpp.kill_switch import submissions_paused
@@ -470,9 +470,7 @@ def _encode(document: Any) -> bytes:
 
 def _metered(cost: Any, run: Run) -> int:
     """The pack's integer cost, capped at the reservation (DESIGN.md §2: never more)."""
-    if isinstance(cost, bool):
-        raise TypeError("a pack's cost must be an integer number of micro-USD, not a bool")
-    charge = operator.index(cost)
+    charge = require_micros(cost, name="a pack's cost")
     if charge < 0:
         raise ValueError(f"a pack's cost must not be negative, got {charge}")
     return min(charge, run.reserved_micros)

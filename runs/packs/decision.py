@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from dpp.errors import json_pointer
 from runs.packs.base import ExecutionContext, Pack
-from runs.packs.errors import FieldError, PackExecutionError, PackValidationError, json_pointer
+from runs.packs.errors import FieldError, PackExecutionError, PackValidationError
 
 METHODS = ("weighted_sum", "topsis")
 DIRECTIONS = ("max", "min")

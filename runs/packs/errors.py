@@ -1,23 +1,18 @@
-"""Domain errors raised by pack executors and the pack registry.
+"""Errors raised by pack executors and the pack registry.
 
-They carry data, not HTTP status codes: `dpp/problems.py` decides how each one is rendered
-(validation errors become a 422 with an `errors` extension, execution errors a FAILED run
-with `reason_code`).
+They carry data, not HTTP status codes. `UnknownPackType` answers the client directly, so
+it is a `DomainError` (422 `unknown-pack-type`). The others never reach `dpp/problems.py`
+as they are: `runs.services` turns a validation error into `runs.errors.InvalidInputs`
+(a 422 whose `errors` point into the request's `inputs`) and an execution error into a
+FAILED run with its `reason_code`.
 """
 
 from __future__ import annotations
 
+from dpp.errors import DomainError
+
 FieldError = tuple[str, str]
 """`(pointer, detail)`: an RFC 6901 JSON Pointer relative to the inputs object, and why."""
-
-
-def json_pointer(*tokens: str | int) -> str:
-    """Build an RFC 6901 pointer from path tokens, escaping `~` and `/` inside them.
-
-    Escaping matters because ids are caller-chosen: a criterion named `a/b` must point at one
-    key, not at a nested `b` inside `a`.
-    """
-    return "".join("/" + str(token).replace("~", "~0").replace("/", "~1") for token in tokens)
 
 
 class PackError(Exception):
@@ -47,8 +42,10 @@ class PackExecutionError(PackError):
         super().__init__(f"{reason_code}: {detail}")
 
 
-class UnknownPackType(PackError):
+class UnknownPackType(PackError, DomainError):
     """No pack is registered under `pack_type` in the `DPP_PACKS` setting."""
+
+    slug = "unknown-pack-type"
 
     def __init__(self, pack_type: str, *, known: list[str]) -> None:
         self.pack_type = pack_type

@@ -1,7 +1,7 @@
 import pytest
 
-from billing.errors import InvalidAmount
 from billing.fees import minimum_fee
+from billing.money import InvalidAmount
 
 
 @pytest.mark.parametrize(

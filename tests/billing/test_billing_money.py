@@ -2,8 +2,7 @@ from decimal import Decimal
 
 import pytest
 
-from billing.errors import InvalidAmount
-from billing.money import MAX_MICROS, micros_to_usd, usd_to_micros
+from billing.money import MAX_MICROS, InvalidAmount, micros_to_usd, usd_to_micros
 
 
 @pytest.mark.parametrize(

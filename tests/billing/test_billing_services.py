@@ -9,13 +9,13 @@ from billing.errors import (
     AccountNotFound,
     ChargeExceedsReservation,
     InsufficientBudget,
-    InvalidAmount,
     PlanNotFound,
     ReasonRequired,
     ReservationExists,
     ReservationNotFound,
 )
 from billing.models import Account, Transfer
+from billing.money import InvalidAmount
 from billing.selectors import balances_from_transfers
 from dpp.models import Tenant
 from dpp.problems import to_response
@@ -73,7 +73,7 @@ def test_insufficient_budget_writes_nothing_and_says_why(funded_account):
     exc = caught.value
     assert str(exc) == "Available budget $0.400000 does not cover the reservation of $1.000000."
     assert exc.extensions == {"requested_usd": "1.000000", "available_usd": "0.400000"}
-    assert exc.pointer == "/reservation/max_cost_usd"
+    assert exc.field_errors == [("/reservation/max_cost_usd", str(exc))]
     assert (exc.requested_micros, exc.available_micros) == (USD, 400_000)
     assert columns(account) == (400_000, 0, 0)
     assert not Transfer.objects.filter(run=run).exists()
@@ -215,7 +215,7 @@ def test_negative_adjustment_posts_a_debit_but_never_overdraws(funded_account):
     with pytest.raises(InsufficientBudget) as caught:
         services.adjust(account=account, amount_micros=-400_001, reason="too much", actor="a")
     assert caught.value.available_micros == 400_000
-    assert caught.value.pointer is None
+    assert caught.value.field_errors == []
     assert columns(account) == (2 * USD, 600_000, USD)
     services.adjust(account=account, amount_micros=-400_000, reason="exactly", actor="a")
     assert columns(account) == (2 * USD, USD, USD)

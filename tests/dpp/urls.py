@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 
 from config.urls import handler400, handler403, handler404, handler500
 from config.urls import urlpatterns as real
+from dpp.errors import DomainError
 from dpp.openapi import problem_responses
 
 
@@ -67,6 +68,33 @@ class BoomApi(APIView):
         raise RuntimeError(f"boom in a DRF view (q={request.query_params.get('q')})")
 
 
+class SlowDown(DomainError):
+    """A test app's domain error, raised with every member a problem document can carry."""
+
+    slug = "rate-limited"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Slow down.",
+            field_errors=[("/limits/a~1b", "too many")],
+            extensions={"violated-policies": [{"policy": "test", "quota": 1}]},
+            retry_after=7,
+        )
+
+
+class DomainErrorApi(APIView):
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(responses={200: EchoSerializer, **problem_responses(429)})
+    def get(self, request: Request) -> Response:
+        raise SlowDown
+
+
+def domain_error(request: HttpRequest) -> HttpResponse:
+    raise SlowDown
+
+
 def boom(request: HttpRequest) -> HttpResponse:
     raise RuntimeError(f"boom in a Django view (q={request.GET.get('q')})")
 
@@ -82,6 +110,8 @@ urlpatterns = [
     path("t/private", PrivateApi.as_view()),
     path("t/boom-drf", BoomApi.as_view()),
     path("t/boom", boom),
+    path("t/domain-error-drf", DomainErrorApi.as_view()),
+    path("t/domain-error", domain_error),
     path("t/session-form", session_form),
     *real,
 ]

@@ -4,8 +4,7 @@ import getpass
 
 from django.core.management.base import CommandError
 
-from billing.errors import InvalidAmount
-from billing.money import usd_to_micros
+from billing.money import InvalidAmount, usd_to_micros
 
 
 def default_actor() -> str:

@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from billing import services
 from billing.errors import BillingError
 from billing.management.commands._cli import default_actor, parse_usd
-from billing.money import micros_to_usd
+from billing.money import InvalidAmount, micros_to_usd
 from billing.selectors import account_for_tenant
 from dpp.models import Tenant
 
@@ -35,7 +35,7 @@ class Command(BaseCommand):
                 actor=options["actor"] or default_actor(),
             )
             account = account_for_tenant(tenant=tenant)
-        except BillingError as exc:
+        except (BillingError, InvalidAmount) as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(
             f"Topped up tenant {tenant.id} by ${micros_to_usd(transfer.amount_micros)} "
