@@ -32,9 +32,9 @@ DOMAIN_ERRORS: dict[str, str] = {
     "runs.errors.IdempotencyKeyReused": "idempotency-key-reused",
     "runs.errors.InvalidInputs": "validation-error",
     "runs.errors.RunNotFound": "run-not-found",
-    "runs.errors.ConcurrencyLimitExceeded": "rate-limited",
     "runs.errors.ResultExpired": "result-expired",
     "runs.errors.SubmissionsPaused": "submissions-paused",
+    "dpp.ratelimit.errors.RateLimitExceeded": "rate-limited",
 }
 
 

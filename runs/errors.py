@@ -64,18 +64,6 @@ class ResultExpired(Exception):
         super().__init__("The result of this run passed its retention period and was deleted.")
 
 
-class ConcurrencyLimitExceeded(Exception):
-    """The plan's cap on in-flight (QUEUED or PROCESSING) runs is reached."""
-
-    retry_after = 5
-
-    def __init__(self, *, limit: int) -> None:
-        self.extensions = {
-            "violated-policies": [{"policy": "concurrency", "quota": limit, "in_flight": limit}]
-        }
-        super().__init__(f"The plan allows {limit} runs in flight at once; wait for one to finish.")
-
-
 class SubmissionsPaused(Exception):
     """The kill switch is on: nothing was reserved or written, the key was not consumed."""
 
