@@ -64,7 +64,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "dpp.middleware.ProblemMiddleware",
-    "dpp.throttling.RateLimitMiddleware",
+    "dpp.ratelimit.middleware.RateLimitMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
@@ -109,7 +109,7 @@ else:
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# --- Cache (and rate-limit counters) ---------------------------------------------------
+# --- Cache (and rate limit counters) ---------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
     CACHES = {
@@ -278,7 +278,7 @@ DPP_REAPER_AUDIT_SEC = env.float("DPP_REAPER_AUDIT_SEC", default=300)
 DPP_REAPER_RETENTION_SEC = env.float("DPP_REAPER_RETENTION_SEC", default=3600)
 DPP_REAPER_GAUGES_SEC = env.float("DPP_REAPER_GAUGES_SEC", default=15)
 DPP_METRICS_PORT = env.int("DPP_METRICS_PORT", default=0)
-DPP_RATE_LIMITS = "billing.ratelimits.limits_for"
+DPP_RATE_LIMIT_POLICIES = "billing.ratelimit_policies.tenant_policies"
 DPP_POLL_INTERVAL_MS = env.int("DPP_POLL_INTERVAL_MS", default=1000)
 # The kill switch from the environment: on, POST /v1/runs answers 503 submissions-paused
 # whatever the admin's platform switch says (dpp/kill_switch.py).

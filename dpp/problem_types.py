@@ -160,7 +160,7 @@ _TYPES = [
         "rate-limited",
         429,
         "Rate limit exceeded",
-        "A rate-limit policy is exhausted. Wait the `Retry-After` seconds; the "
+        "A rate limit policy is exhausted. Wait the `Retry-After` seconds; the "
         "`violated-policies` member names the policy, its quota and window.",
     ),
     ProblemType(

@@ -86,21 +86,6 @@ class ResultExpired(DomainError):
         )
 
 
-class ConcurrencyLimitExceeded(DomainError):
-    """The plan's cap on in-flight (QUEUED or PROCESSING) runs is reached."""
-
-    slug = "rate-limited"
-
-    def __init__(self, *, limit: int) -> None:
-        super().__init__(
-            f"The plan allows {limit} runs in flight at once; wait for one to finish.",
-            extensions={
-                "violated-policies": [{"policy": "concurrency", "quota": limit, "in_flight": limit}]
-            },
-            retry_after=5,
-        )
-
-
 class SubmissionsPaused(DomainError):
     """The kill switch is on: nothing was reserved or written, the key was not consumed."""
 

@@ -24,12 +24,13 @@ from django.utils import timezone
 from billing import services as billing
 from billing.fees import minimum_fee
 from billing.money import require_micros
+from billing.ratelimit_policies import plan_policies
 from billing.selectors import account_for_tenant, lock_account
 from dpp import context, metrics
 from dpp.kill_switch import submissions_paused
 from dpp.models import Tenant
+from dpp.ratelimit.errors import ConcurrencyExceeded
 from runs.errors import (
-    ConcurrencyLimitExceeded,
     CostLimitExceeded,
     IdempotencyKeyReused,
     InvalidInputs,
@@ -141,8 +142,10 @@ def _create_reserved_run(
     traceparent: str,
 ) -> Run:
     account = lock_account(tenant=tenant)
-    if in_flight_count(tenant=tenant) >= account.plan.max_concurrent_runs:
-        raise ConcurrencyLimitExceeded(limit=account.plan.max_concurrent_runs)
+    concurrency = plan_policies(account.plan).concurrency
+    in_flight = in_flight_count(tenant=tenant)
+    if in_flight >= concurrency.quota:
+        raise ConcurrencyExceeded(policy=concurrency, in_flight=in_flight)
     run = Run.objects.create(
         tenant=tenant,
         pack_type=submission.pack_type,

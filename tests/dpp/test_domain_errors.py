@@ -22,7 +22,9 @@ EXPECTED_SLUGS = {
     "runs.errors.IdempotencyKeyReused": "idempotency-key-reused",
     "runs.errors.InvalidInputs": "validation-error",
     "runs.errors.RunNotFound": "run-not-found",
-    "runs.errors.ConcurrencyLimitExceeded": "rate-limited",
+    "dpp.ratelimit.errors.RateLimitExceeded": "rate-limited",
+    "dpp.ratelimit.errors.WindowExceeded": "rate-limited",
+    "dpp.ratelimit.errors.ConcurrencyExceeded": "rate-limited",
     "runs.errors.ResultExpired": "result-expired",
     "runs.errors.SubmissionsPaused": "submissions-paused",
 }

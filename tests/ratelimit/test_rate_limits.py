@@ -144,8 +144,10 @@ def test_concurrency_policy_caps_in_flight_runs(limited):
     response = submit(client, "key-inflight-3")
 
     assert response.status_code == 429
-    assert response.json()["violated-policies"][0]["policy"] == "concurrency"
-    assert "Retry-After" in response
+    problem = response.json()
+    assert problem["type"] == "/problems/rate-limited"
+    assert problem["violated-policies"] == [{"policy": "concurrency", "quota": 2, "in_flight": 2}]
+    assert response["Retry-After"] == "5"
     assert Run.objects.filter(tenant=account.tenant).count() == 2
 
 

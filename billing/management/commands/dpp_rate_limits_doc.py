@@ -1,5 +1,6 @@
-from billing.rate_limit_docs import render_markdown
+from billing.ratelimit_policies import documented_plans
 from dpp.generated_docs import GeneratedDocCommand
+from dpp.ratelimit.docs import render_markdown
 
 
 class Command(GeneratedDocCommand):
@@ -8,4 +9,4 @@ class Command(GeneratedDocCommand):
     source = "the seeded plans"
 
     def render(self) -> str:
-        return render_markdown()
+        return render_markdown(documented_plans())

@@ -1,4 +1,4 @@
-"""Applies the rate-limit policies to every ``/v1/`` request, before any view runs.
+"""Applies the ``submit`` and ``poll`` policies to every ``/v1/`` request, before any view runs.
 
 Running ahead of the view is what guarantees that a rate-limited submit reserves nothing
 and does not consume its idempotency key. Health, readiness, metrics, docs and admin are
@@ -8,14 +8,14 @@ outside ``/v1/`` and never limited.
 import logging
 from collections.abc import Callable
 
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse
-from django.utils.module_loading import import_string
 
-from dpp import ratelimit
 from dpp.authentication import key_from_request
 from dpp.problem_types import PROBLEM_TYPES
-from dpp.problems import ProblemError, from_problem_error, problem_response
+from dpp.problems import ProblemError, from_problem_error, problem_response, to_response
+from dpp.ratelimit import engine, headers
+from dpp.ratelimit.errors import WindowExceeded
+from dpp.ratelimit.policies import POLL, Policy, PolicySet, policy_provider
 
 logger = logging.getLogger(__name__)
 
@@ -25,14 +25,14 @@ API_PREFIX = "/v1/"
 UNLIMITED_PREFIXES = ("/v1/results/",)
 
 
-def policy_name(request: HttpRequest) -> str:
-    return "submit" if request.method == "POST" else "poll"
+def policy_for(request: HttpRequest, policies: PolicySet) -> Policy:
+    return policies.submit if request.method == "POST" else policies.poll
 
 
 class RateLimitMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
-        self.limits_for = import_string(settings.DPP_RATE_LIMITS)
+        self.policies_for = policy_provider()
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if not request.path.startswith(API_PREFIX) or request.path.startswith(UNLIMITED_PREFIXES):
@@ -45,41 +45,35 @@ class RateLimitMiddleware:
         else:
             rejected = None
         subject = f"tenant:{key.tenant_id}" if key else f"addr:{request.META.get('REMOTE_ADDR')}"
-        limits = self.limits_for(key.tenant if key else None)
-        policy = limits.policies[policy_name(request)]
-        request.access_log = {**getattr(request, "access_log", {}), "plan": limits.plan}
+        policies = self.policies_for(key.tenant if key else None)
+        policy = policy_for(request, policies)
+        request.access_log = {**getattr(request, "access_log", {}), "plan": policies.plan}
         try:
-            decision = ratelimit.hit(subject=subject, policy=policy)
-        except ratelimit.LimiterUnavailable:
+            decision = engine.hit(subject=subject, policy=policy)
+        except engine.LimiterUnavailable:
             return self._unavailable(request, policy, rejected)
         if rejected is None and not decision.allowed:
             rejected = self._limited(request, decision)
         response = rejected or self.get_response(request)
-        for name, value in decision.headers.items():
+        for name, value in headers.fields(decision).items():
             response[name] = value
         return response
 
-    def _limited(self, request: HttpRequest, decision: ratelimit.Decision) -> HttpResponse:
+    def _limited(self, request: HttpRequest, decision: engine.Decision) -> HttpResponse:
         request.access_log = {
             **getattr(request, "access_log", {}),
             "budget_decision": "rate_limited",
         }
-        return problem_response(
-            PROBLEM_TYPES["rate-limited"],
-            f"The {decision.policy.name!r} policy allows {decision.policy.quota} requests per "
-            f"{decision.policy.window} s. Retry in {decision.reset} s.",
-            headers={"Retry-After": str(decision.reset)},
-            extensions={"violated-policies": [decision.violation]},
-        )
+        return to_response(WindowExceeded(decision=decision))
 
     def _unavailable(
-        self, request: HttpRequest, policy: ratelimit.Policy, rejected: HttpResponse | None
+        self, request: HttpRequest, policy: Policy, rejected: HttpResponse | None
     ) -> HttpResponse:
         # Polls fail open (reading is harmless); submits fail closed (they move money).
         logger.error("rate limiter unavailable", extra={"policy": policy.name}, exc_info=True)
         if rejected is not None:
             return rejected
-        if policy.name == "poll":
+        if policy.name == POLL:
             return self.get_response(request)
         return problem_response(
             PROBLEM_TYPES["service-unavailable"],

@@ -1,12 +1,8 @@
-"""Rate limits per tenant and policy, counted atomically in Redis.
+"""Fixed-window counters per subject and policy, atomic in Redis.
 
-Fixed windows: the first request of a window starts it; a Lua script increments the
-counter, starts the window's expiry and reads its remaining time in one server-side
-step, so any number of API processes can never admit more than the quota. Headers follow
-draft-ietf-httpapi-ratelimit-headers as Structured Fields:
-
-    RateLimit-Policy: "submit";q=60;w=60
-    RateLimit: "submit";r=59;t=41
+The first request of a window starts it; a Lua script increments the counter, starts the
+window's expiry and reads its remaining time in one server-side step, so any number of
+API processes can never admit more than the quota.
 
 Without Redis (the embedded default) the counters live in the local-memory cache: exact
 within one process, approximate across processes — the embedded default is one machine
@@ -20,6 +16,8 @@ from dataclasses import dataclass
 
 from django.core.cache import cache
 
+from dpp.ratelimit.policies import Policy
+
 _SCRIPT = """
 local count = redis.call('INCR', KEYS[1])
 local ttl = redis.call('PTTL', KEYS[1])
@@ -32,45 +30,11 @@ return {count, ttl}
 
 
 @dataclass(frozen=True)
-class Policy:
-    name: str
-    quota: int
-    window: int  # seconds
-
-    @property
-    def policy_header(self) -> str:
-        return f'"{self.name}";q={self.quota};w={self.window}'
-
-
-@dataclass(frozen=True)
-class PlanLimits:
-    """The policies that apply to one caller, and the plan they come from."""
-
-    plan: str
-    policies: dict[str, Policy]
-
-
-@dataclass(frozen=True)
 class Decision:
     policy: Policy
     allowed: bool
     remaining: int
     reset: int  # seconds until the window ends, ≥ 1
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {
-            "RateLimit-Policy": self.policy.policy_header,
-            "RateLimit": f'"{self.policy.name}";r={self.remaining};t={self.reset}',
-        }
-
-    @property
-    def violation(self) -> dict[str, object]:
-        return {
-            "policy": self.policy.name,
-            "quota": self.policy.quota,
-            "window": self.policy.window,
-        }
 
 
 class LimiterUnavailable(Exception):
@@ -78,7 +42,7 @@ class LimiterUnavailable(Exception):
 
 
 def hit(*, subject: str, policy: Policy) -> Decision:
-    """Count one request of ``subject`` against ``policy`` and say whether it may pass."""
+    """Count one request of ``subject`` against the windowed ``policy``; say whether it may pass."""
     key = f"dpp:ratelimit:{policy.name}:{subject}"
     count, ttl_ms = _increment(key, policy.window * 1000)
     return Decision(
