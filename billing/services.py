@@ -9,6 +9,8 @@ balance into Python and writes it back.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 from uuid import UUID
 
@@ -46,6 +48,30 @@ class RunRef(Protocol):
 
 
 FINALIZATIONS = (Transfer.Kind.SETTLE, Transfer.Kind.VOID)
+
+
+class Finalization(StrEnum):
+    """What ``settle`` or ``void`` did, as TigerBeetle reports a two-phase transfer."""
+
+    POSTED = "posted"
+    """This call wrote the run's SETTLE or VOID and moved the money."""
+    ALREADY_POSTED = "already_posted"
+    """The run already had a SETTLE: nothing moved."""
+    ALREADY_VOIDED = "already_voided"
+    """The run already had a VOID: nothing moved."""
+
+
+@dataclass(frozen=True)
+class Finalized:
+    """The outcome of ``settle``/``void`` and the run's one finalizing transfer."""
+
+    result: Finalization
+    transfer: Transfer
+
+    @property
+    def charged_micros(self) -> int:
+        """What the run costs the tenant, whoever finalized it."""
+        return self.transfer.amount_micros if self.transfer.kind == Transfer.Kind.SETTLE else 0
 
 
 def _record(**fields) -> Transfer:
@@ -224,11 +250,11 @@ def reserve(*, run: RunRef, amount_micros: int) -> Transfer:
 
 
 @transaction.atomic
-def settle(*, run: RunRef, charge_micros: int) -> Transfer:
+def settle(*, run: RunRef, charge_micros: int) -> Finalized:
     """Post ``charge_micros`` (0 ≤ charge ≤ reserved) and release the whole reservation.
 
-    Idempotent: if the run already has a SETTLE or VOID, that transfer is returned and
-    nothing moves — whatever its amount, a second finalize never writes a second debit.
+    Idempotent: if the run already has a SETTLE or VOID, the result says which and carries
+    that transfer, and nothing moves — a second finalize never writes a second debit.
     """
     charge_micros = require_micros(charge_micros, name="charge_micros")
     if charge_micros < 0:
@@ -237,7 +263,7 @@ def settle(*, run: RunRef, charge_micros: int) -> Transfer:
 
 
 @transaction.atomic
-def void(*, run: RunRef) -> Transfer:
+def void(*, run: RunRef) -> Finalized:
     """Release the whole reservation without a charge; the transfer's amount is the release.
 
     Idempotent in the same way as ``settle``.
@@ -245,7 +271,7 @@ def void(*, run: RunRef) -> Transfer:
     return _finalize(run=run, kind=Transfer.Kind.VOID, charge_micros=0)
 
 
-def _finalize(*, run: RunRef, kind: str, charge_micros: int) -> Transfer:
+def _finalize(*, run: RunRef, kind: str, charge_micros: int) -> Finalized:
     existing = _finalization(run.id)
     if existing is not None:
         return existing
@@ -287,8 +313,16 @@ def _finalize(*, run: RunRef, kind: str, charge_micros: int) -> Transfer:
         raise LedgerInconsistent(
             f"Account {reservation.account_id} has less pending than run {run.id} reserved."
         )
-    return transfer
+    return Finalized(Finalization.POSTED, transfer)
 
 
-def _finalization(run_id: UUID) -> Transfer | None:
-    return Transfer.objects.filter(run_id=run_id, kind__in=FINALIZATIONS).first()
+def _finalization(run_id: UUID) -> Finalized | None:
+    transfer = Transfer.objects.filter(run_id=run_id, kind__in=FINALIZATIONS).first()
+    if transfer is None:
+        return None
+    already = (
+        Finalization.ALREADY_POSTED
+        if transfer.kind == Transfer.Kind.SETTLE
+        else Finalization.ALREADY_VOIDED
+    )
+    return Finalized(already, transfer)

@@ -1,7 +1,8 @@
-"""The reaper's repairs. Every change is a compare-and-set, so two reapers, or a reaper
-racing a worker, can never both act on one run.
+"""The reaper's repairs: scans that find runs and decide what should happen to them.
 
-Each scan is bounded by ``DPP_REAPER_BATCH_SIZE``; a backlog drains over several ticks.
+The transitions themselves are ``runs.lifecycle``'s compare-and-sets, so two reapers, or
+a reaper racing a worker, can never both act on one run. Each scan is bounded by
+``DPP_REAPER_BATCH_SIZE``; a backlog drains over several ticks.
 """
 
 import logging
@@ -12,7 +13,6 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
 from django.utils import timezone
 
 from billing import services as billing
@@ -20,15 +20,14 @@ from dpp.metrics import AUDIT_REQUIRED
 from dpp.tracing import span_linked_to
 from reaper.audit import Violation, run_audit
 from reaper.models import AuditResolution
-from runs import services as runs
+from runs import lifecycle
 from runs.models import Run, RunEvent
+from runs.publishing import publish_run
 from runs.receipts import Receipt, delete_receipt, read_receipt, receipt_matches
 
 logger = logging.getLogger(__name__)
 
 WORKER_TIMEOUT = "WORKER_TIMEOUT"
-QUEUE_TIMEOUT = "QUEUE_TIMEOUT"
-RECEIPT_INVALID = "RECEIPT_INVALID"
 
 
 class AlreadyResolved(ValueError):
@@ -104,10 +103,10 @@ def reap_expired_lease(*, run_id: uuid.UUID, now: datetime) -> str:
     if receipt is not None:
         reasons = receipt_matches(run, receipt, lease_token)
         if not reasons:
-            won = runs.finalize_run(
+            won = lifecycle.finalize(
                 run_id=run_id,
                 lease_token=lease_token,
-                outcome=runs.Completed.from_receipt(receipt),
+                outcome=lifecycle.Completed.from_receipt(receipt),
                 expired_before=now,
             )
             return "rolled_forward" if won else "lost_race"
@@ -119,14 +118,14 @@ def reap_expired_lease(*, run_id: uuid.UUID, now: datetime) -> str:
             extra={"run_id": str(run_id), "lease_token": receipt.lease_token},
         )
     if run.attempts < settings.DPP_MAX_ATTEMPTS:
-        if requeue_expired(run_id=run_id, lease_token=lease_token, now=now):
-            runs.publish_run(run_id=run_id)
+        if lifecycle.requeue(run_id=run_id, lease_token=lease_token, now=now):
+            publish_run(run_id=run_id)
             return "requeued"
         return "lost_race"
-    won = runs.finalize_run(
+    won = lifecycle.finalize(
         run_id=run_id,
         lease_token=lease_token,
-        outcome=runs.Failed(WORKER_TIMEOUT, "The worker stopped renewing its lease."),
+        outcome=lifecycle.Failed(WORKER_TIMEOUT, "The worker stopped renewing its lease."),
         expired_before=now,
     )
     return "failed" if won else "lost_race"
@@ -153,72 +152,20 @@ def _superseded(run: Run, receipt: Receipt) -> bool:
 
 
 @transaction.atomic
-def requeue_expired(*, run_id: uuid.UUID, lease_token: uuid.UUID, now: datetime) -> bool:
-    """PROCESSING → QUEUED, only while the lease is still the expired one we saw.
-
-    ``published_at`` moves with the transition: the caller publishes right after, and the
-    requeue scan (another reaper's, too) must not take the run for a stale one meanwhile.
-    """
-    requeued = Run.objects.filter(
-        id=run_id,
-        status=Run.Status.PROCESSING,
-        money_state=Run.MoneyState.RESERVED,
-        lease_token=lease_token,
-        lease_expires_at__lt=now,
-    ).update(
-        status=Run.Status.QUEUED,
-        lease_token=None,
-        lease_expires_at=None,
-        published_at=now,
-        updated_at=now,
-        version=F("version") + 1,
-    )
-    if requeued:
-        runs.record_event(
-            run=Run.objects.get(id=run_id),
-            kind=RunEvent.Kind.REQUEUED,
-            lease_token=lease_token,
-            detail="lease expired without a receipt",
-        )
-    return bool(requeued)
-
-
-@transaction.atomic
-def flag_invalid_receipt(*, run: Run, reasons: list[str], now: datetime | None = None) -> bool:
-    """A receipt that does not match its run: money stays reserved until a person decides.
-
-    Like every reaper step it acts only on the lease it judged, still expired at ``now``:
-    a worker that renewed it in the meantime keeps its run.
-    """
-    leased = Run.objects.filter(
-        id=run.id,
-        status=Run.Status.PROCESSING,
-        money_state=Run.MoneyState.RESERVED,
-        lease_token=run.lease_token,
-    )
-    if now is not None:
-        leased = leased.filter(lease_expires_at__lt=now)
-    won = leased.update(
-        money_state=Run.MoneyState.AUDIT_REQUIRED,
-        error_reason_code=RECEIPT_INVALID,
-        error_detail="; ".join(reasons)[:500],
-        version=F("version") + 1,
+def flag_invalid_receipt(*, run: Run, reasons: list[str], now: datetime) -> bool:
+    """A receipt that does not match its run: flag it, and alert once the flag is real."""
+    won = lifecycle.flag_invalid_receipt(
+        run_id=run.id, lease_token=run.lease_token, reasons=reasons, now=now
     )
     if won:
-        runs.record_event(
-            run=run,
-            kind=RunEvent.Kind.AUDIT_FLAGGED,
-            lease_token=run.lease_token,
-            detail="; ".join(reasons),
-        )
         transaction.on_commit(AUDIT_REQUIRED.inc)
-        # Alert once the flag is real: a rolled-back flag must not page anyone.
+        # A rolled-back flag must not page anyone.
         transaction.on_commit(
             lambda: _alert(
                 run_id=run.id, tenant_id=run.tenant_id, invariant=None, detail="; ".join(reasons)
             )
         )
-    return bool(won)
+    return won
 
 
 # --- Requeue and queue timeout --------------------------------------------------------
@@ -237,44 +184,22 @@ def requeue_stale(*, now: datetime | None = None) -> ScanResult:
         .order_by("created_at")
         .values_list("id", flat=True)[: _batch()]
     ):
-        result.count("refunded" if refund_queue_timeout(run_id=run_id, now=now) else "lost_race")
+        timed_out = lifecycle.time_out_queued(run_id=run_id, now=now)
+        result.count("refunded" if timed_out else "lost_race")
     stale = now - timedelta(seconds=settings.DPP_REQUEUE_AFTER_SEC)
     for run_id, published_at in (
         Run.objects.filter(status=Run.Status.QUEUED, created_at__gte=too_old)
-        .filter(Q(published_at__lt=stale) | Q(published_at__isnull=True, created_at__lt=stale))
+        .filter(published_at__lt=stale)
         .order_by("created_at")
         .values_list("id", "published_at")[: _batch()]
     ):
         # Claim the republish first so that two reapers do not both publish.
-        claimed = Run.objects.filter(
-            id=run_id, status=Run.Status.QUEUED, published_at=published_at
-        ).update(published_at=now)
-        if claimed:
+        if lifecycle.republish(run_id=run_id, published_at=published_at, now=now):
             # A failed publish keeps the new published_at: tried again an interval later.
-            result.count("republished" if runs.publish_run(run_id=run_id) else "publish_failed")
+            result.count("republished" if publish_run(run_id=run_id) else "publish_failed")
         else:
             result.count("lost_race")
     return result
-
-
-@transaction.atomic
-def refund_queue_timeout(*, run_id: uuid.UUID, now: datetime) -> bool:
-    """QUEUED → FAILED ``QUEUE_TIMEOUT`` with a VOID: a run that never started costs nothing."""
-    won = Run.objects.filter(
-        id=run_id, status=Run.Status.QUEUED, money_state=Run.MoneyState.RESERVED
-    ).update(
-        status=Run.Status.FAILED,
-        money_state=Run.MoneyState.REFUNDED,
-        actual_cost_micros=0,
-        error_reason_code=QUEUE_TIMEOUT,
-        error_detail="No worker claimed the run before the queue timeout.",
-        completed_at=now,
-        updated_at=now,
-        version=F("version") + 1,
-    )
-    if won:
-        billing.void(run=Run.objects.only("id", "tenant_id").get(id=run_id))
-    return bool(won)
 
 
 # --- Ledger audit ---------------------------------------------------------------------
@@ -295,18 +220,12 @@ def _flag_violation(violation: Violation) -> str:
     Account-level violations name no run: they alert on every audit until repaired.
     """
     if violation.run_id:
-        flagged = (
-            Run.objects.filter(id=violation.run_id)
-            .exclude(money_state=Run.MoneyState.AUDIT_REQUIRED)
-            .update(money_state=Run.MoneyState.AUDIT_REQUIRED, version=F("version") + 1)
+        flagged = lifecycle.flag_for_audit(
+            run_id=violation.run_id,
+            detail=f"invariant {violation.invariant}: {violation.detail}",
         )
         if not flagged:
             return "already_flagged"
-        runs.record_event(
-            run=Run.objects.get(id=violation.run_id),
-            kind=RunEvent.Kind.AUDIT_FLAGGED,
-            detail=f"invariant {violation.invariant}: {violation.detail}",
-        )
         AUDIT_REQUIRED.inc()
     _alert(
         run_id=violation.run_id,
@@ -351,9 +270,7 @@ def purge_expired_results(*, now: datetime | None = None) -> ScanResult:
             )
             result.count("error")
             continue
-        purged = Run.objects.filter(id=run.id, result_purged_at__isnull=True).update(
-            result_purged_at=now, version=F("version") + 1
-        )
+        purged = lifecycle.mark_result_purged(run_id=run.id, now=now)
         result.count("purged" if purged else "lost_race")
     return result
 
@@ -374,48 +291,29 @@ def resolve_audit(
     """Close an AUDIT_REQUIRED run by an operator's decision, recorded with who and why.
 
     ``resolution`` SETTLED posts ``charge_micros`` of the reservation; REFUNDED voids it.
-    A run already finalized in the ledger keeps its transfer (settle/void are no-ops then)
-    and an ``adjust_micros`` correction — positive credits the tenant — goes through
-    ``billing.adjust``. Money never changes by editing fields.
+    A run already finalized in the ledger keeps its transfer, and an ``adjust_micros``
+    correction — positive credits the tenant — goes through ``billing.adjust``. Money
+    never changes by editing fields.
     """
-    locked = Run.objects.select_for_update().get(id=run.id)
-    if locked.money_state != Run.MoneyState.AUDIT_REQUIRED:
-        raise AlreadyResolved(run.id)
     if not note.strip():
         raise ValueError("a resolution needs a note")
-    if resolution == Run.MoneyState.SETTLED:
-        transfer = billing.settle(run=locked, charge_micros=charge_micros)
-    elif resolution == Run.MoneyState.REFUNDED:
-        transfer = billing.void(run=locked)
-    else:
-        raise ValueError(f"resolution must be SETTLED or REFUNDED, not {resolution}")
-    # settle/void return the run's first finalization if one exists: the ledger decides.
-    settled = transfer.kind == transfer.Kind.SETTLE
-    charged = transfer.amount_micros if settled else 0
-    money_state = Run.MoneyState.SETTLED if settled else Run.MoneyState.REFUNDED
-    terminal = locked.status if locked.is_terminal else Run.Status.FAILED
-    Run.objects.filter(id=locked.id).update(
-        money_state=money_state,
-        status=terminal,
-        actual_cost_micros=charged,
-        completed_at=locked.completed_at or timezone.now(),
-        version=F("version") + 1,
+    resolved = lifecycle.resolve(
+        run=run, resolution=resolution, charge_micros=charge_micros, actor=actor, note=note
     )
+    if resolved is None:
+        raise AlreadyResolved(run.id)
     if adjust_micros:
         billing.adjust(
-            account=locked.tenant.account,
+            account=run.tenant.account,
             amount_micros=adjust_micros,
-            reason=f"audit resolution of run {locked.id}: {note}"[:500],
+            reason=f"audit resolution of run {run.id}: {note}"[:500],
             actor=actor,
         )
-    runs.record_event(
-        run=locked, kind=RunEvent.Kind.RESOLVED, detail=f"{money_state} by {actor}: {note}"
-    )
     return AuditResolution.objects.create(
-        run=locked,
+        run=run,
         actor=actor,
         note=note,
-        resulting_money_state=money_state,
-        charge_micros=charged,
+        resulting_money_state=resolved.money_state,
+        charge_micros=resolved.charged_micros,
         adjust_micros=adjust_micros,
     )

@@ -2,6 +2,7 @@ import uuid
 
 from django.db import models
 from django.db.models import F, Q
+from django.utils import timezone
 
 from dpp.models import Tenant
 
@@ -61,7 +62,9 @@ class Run(models.Model):
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
-    published_at = models.DateTimeField(null=True, blank=True)
+    # When the run was last handed to the broker: set by the transitions to QUEUED and moved
+    # by the requeue scan's republish, which takes runs whose publish never reached a worker.
+    published_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
 
@@ -106,22 +109,28 @@ class Run(models.Model):
 
 
 class RunEvent(models.Model):
-    """One transition of a run, written in the transaction that made it: the lease history
-    operators read when they audit a run."""
+    """One transition of a run, written by ``runs.lifecycle`` in the transaction that made
+    it: the history operators read when they audit a run (docs/design.md §2)."""
 
     class Kind(models.TextChoices):
+        SUBMITTED = "SUBMITTED"
         CLAIMED = "CLAIMED"
-        REQUEUED = "REQUEUED"
+        LEASE_EXTENDED = "LEASE_EXTENDED"
         FINALIZED = "FINALIZED"
+        REQUEUED = "REQUEUED"
+        REPUBLISHED = "REPUBLISHED"
+        QUEUE_TIMED_OUT = "QUEUE_TIMED_OUT"
         AUDIT_FLAGGED = "AUDIT_FLAGGED"
         RESOLVED = "RESOLVED"
+        RESULT_PURGED = "RESULT_PURGED"
 
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="events")
     kind = models.CharField(max_length=16, choices=Kind.choices)
     attempt = models.PositiveSmallIntegerField()
     lease_token = models.UUIDField(null=True, blank=True)
     detail = models.CharField(max_length=500, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    # The transition's own instant, equal to the run's updated_at it set.
+    created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["created_at", "id"]

@@ -1,8 +1,8 @@
-"""Celery tasks of runs: thin wrappers that pass ids to ``runs.services``."""
+"""Celery tasks of runs: thin wrappers that pass ids to ``runs.execution``."""
 
 from celery import shared_task
 
-from runs import services
+from runs import execution
 
 # The timebox (at most 90 s, the run_timebox_range constraint) is enforced around the pack
 # by runs.timebox. This hard limit is only the backstop for a pack stuck where no signal
@@ -14,4 +14,4 @@ HARD_TIME_LIMIT_SEC = 90 + 30
     name="runs.execute_run", acks_late=True, ignore_result=True, time_limit=HARD_TIME_LIMIT_SEC
 )
 def execute_run(run_id: str) -> None:
-    services.execute_run(run_id=run_id)
+    execution.execute_run(run_id=run_id)

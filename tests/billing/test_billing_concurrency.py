@@ -6,6 +6,7 @@ from django.core.management import call_command
 from billing import services
 from billing.errors import InsufficientBudget
 from billing.models import Account, Transfer
+from billing.services import Finalization
 from reaper.audit import audit
 from tests.billing.helpers import USD, new_run, record_outcome, reserved_run, run_concurrently
 
@@ -59,7 +60,8 @@ def test_concurrent_settle_void_settle_finalize_exactly_once(funded_account):
     finalizations = Transfer.objects.filter(run=run, kind__in=["SETTLE", "VOID"])
     assert finalizations.count() == 1
     winner = finalizations.get()
-    assert {o.value.pk for o in outcomes} == {winner.pk}
+    assert {o.value.transfer.pk for o in outcomes} == {winner.pk}
+    assert sorted(o.value.result != Finalization.POSTED for o in outcomes) == [False, True, True]
     account.refresh_from_db()
     charged = winner.amount_micros if winner.kind == "SETTLE" else 0
     assert (account.credits_posted, account.debits_posted, account.debits_pending) == (

@@ -17,6 +17,7 @@ from billing.errors import (
 from billing.models import Account, Transfer
 from billing.money import InvalidAmount
 from billing.selectors import balances_from_transfers
+from billing.services import Finalization
 from dpp.models import Tenant
 from dpp.problems import to_response
 from reaper.audit import audit
@@ -136,7 +137,9 @@ def test_reserve_rolls_back_with_the_callers_transaction(funded_account):
 def test_settle_posts_the_charge_and_releases_the_whole_reservation(funded_account):
     account = funded_account(usd=10)
     run = reserved_run(account, 2 * USD)
-    transfer = services.settle(run=run, charge_micros=300_000)
+    settled = services.settle(run=run, charge_micros=300_000)
+    assert settled.result == Finalization.POSTED
+    transfer = settled.transfer
     assert (transfer.kind, transfer.amount_micros, transfer.run_id) == ("SETTLE", 300_000, run.id)
     assert columns(account) == (10 * USD, 300_000, 0)
     assert account.available_micros == 10 * USD - 300_000
@@ -155,8 +158,9 @@ def test_settle_twice_returns_the_first_outcome_and_moves_nothing(funded_account
     run = reserved_run(account, USD)
     first = services.settle(run=run, charge_micros=250_000)
     again = services.settle(run=run, charge_micros=900_000)
-    assert again.pk == first.pk
-    assert again.amount_micros == 250_000
+    assert (first.result, again.result) == (Finalization.POSTED, Finalization.ALREADY_POSTED)
+    assert again.transfer.pk == first.transfer.pk
+    assert again.charged_micros == 250_000
     assert columns(account) == (10 * USD, 250_000, 0)
     assert Transfer.objects.filter(run=run).count() == 2
 
@@ -165,7 +169,9 @@ def test_void_after_settle_returns_the_settle(funded_account):
     account = funded_account(usd=10)
     run = reserved_run(account, USD)
     settled = services.settle(run=run, charge_micros=100_000)
-    assert services.void(run=run).pk == settled.pk
+    voided = services.void(run=run)
+    assert voided.result == Finalization.ALREADY_POSTED
+    assert voided.transfer.pk == settled.transfer.pk
     assert columns(account) == (10 * USD, 100_000, 0)
 
 
@@ -173,9 +179,12 @@ def test_void_releases_everything_and_is_idempotent(funded_account):
     account = funded_account(usd=10)
     run = reserved_run(account, 3 * USD)
     voided = services.void(run=run)
-    assert (voided.kind, voided.amount_micros) == ("VOID", 3 * USD)
-    assert services.void(run=run).pk == voided.pk
-    assert services.settle(run=run, charge_micros=USD).pk == voided.pk
+    assert voided.result == Finalization.POSTED
+    assert (voided.transfer.kind, voided.transfer.amount_micros) == ("VOID", 3 * USD)
+    assert voided.charged_micros == 0
+    for again in (services.void(run=run), services.settle(run=run, charge_micros=USD)):
+        assert again.result == Finalization.ALREADY_VOIDED
+        assert again.transfer.pk == voided.transfer.pk
     assert columns(account) == (10 * USD, 0, 0)
 
 
@@ -273,9 +282,9 @@ def test_tenant_open_with_a_bad_plan_leaves_nothing_behind(db):
 def test_balances_recomputed_from_transfers_match_the_columns(funded_account):
     account = funded_account(usd=10)
     settled = reserved_run(account, 2 * USD)
-    record_outcome(settled, services.settle(run=settled, charge_micros=700_000))
+    record_outcome(settled, services.settle(run=settled, charge_micros=700_000).transfer)
     voided = reserved_run(account, USD)
-    record_outcome(voided, services.void(run=voided))
+    record_outcome(voided, services.void(run=voided).transfer)
     reserved_run(account, 3 * USD)
     services.adjust(account=account, amount_micros=-100_000, reason="fix", actor="a")
     services.adjust(account=account, amount_micros=50_000, reason="fix", actor="a")

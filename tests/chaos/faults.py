@@ -2,7 +2,7 @@
 
 A worker started with ``DPP_CHAOS_FAULT=<fault>`` and ``DPP_CHAOS_DIR=<dir>`` (and
 ``-A tests.chaos.worker_app``) installs the fault in each pool process as it starts.
-Each fault pauses the worker at one precise point of ``runs.services.execute_run`` and
+Each fault pauses the worker at one precise point of ``runs.execution.execute_run`` and
 drops a marker file ``<dir>/<point>.<run_id>`` (JSON: worker pid, database backend pid),
 so the test knows the worker is exactly there before it kills it, cuts its database
 connection, or lets it go on. A paused worker resumes when ``<dir>/release`` exists (and
@@ -27,8 +27,8 @@ Faults:
                     alive (a GC pause, a frozen VM) and the reaper races it.
 
 Production code knows nothing of this: the hooks replace module attributes
-(``runs.services.write_receipt``, ``billing.services.settle``,
-``runs.services._Heartbeat``) in the worker process only.
+(``runs.execution.write_receipt``, ``billing.services.settle``,
+``runs.execution._Heartbeat``, ``runs.lifecycle.extend_lease``) in the worker process only.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from typing import Any
 from django.db import connection
 
 from billing import services as billing
-from runs import services as runs
+from runs import execution, lifecycle
 from runs.models import Run
 from runs.packs.base import ExecutionContext, Pack
 from runs.packs.errors import PackValidationError
@@ -153,7 +153,7 @@ def _in_finalize(settle):
     @functools.wraps(settle)
     def hooked(*, run: Any, charge_micros: int):
         transfer = settle(run=run, charge_micros=charge_micros)
-        # Still inside finalize_run's transaction: nothing of it is committed yet.
+        # Still inside the finalize transaction: nothing of it is committed yet.
         assert connection.in_atomic_block
         _pause("in_finalize", run.id)
         return transfer
@@ -189,13 +189,13 @@ class _NoHeartbeat:
 def install() -> None:
     fault = os.environ.get(FAULT_ENV, "")
     if fault in ("after_receipt", "bit_rot", "race"):
-        runs.write_receipt = _after_receipt(runs.write_receipt)
+        execution.write_receipt = _after_receipt(execution.write_receipt)
     if fault == "in_finalize":
         billing.settle = _in_finalize(billing.settle)
     if fault == "race":
-        runs._Heartbeat = _NoHeartbeat
+        execution._Heartbeat = _NoHeartbeat
     if fault == "watch_heartbeat":
-        runs.extend_lease = _watched(runs.extend_lease)
+        lifecycle.extend_lease = _watched(lifecycle.extend_lease)
 
 
 if os.environ.get(FAULT_ENV):

@@ -297,7 +297,14 @@ class Scenario:
         return Counter(log.read_text().split()) if log.exists() else Counter()
 
     def events(self, run_id: str) -> list[tuple[str, int]]:
-        return list(RunEvent.objects.filter(run_id=run_id).values_list("kind", "attempt"))
+        """The run's lease history after its submission: claims, requeues, flags and
+        finalizations. Lease renewals are left out: how many a run gets depends on how
+        long the machine took, not on what happened to the run."""
+        return list(
+            RunEvent.objects.filter(run_id=run_id)
+            .exclude(kind__in=[RunEvent.Kind.SUBMITTED, RunEvent.Kind.LEASE_EXTENDED])
+            .values_list("kind", "attempt")
+        )
 
     # --- faults ---------------------------------------------------------------------
 

@@ -10,9 +10,10 @@ import pytest
 
 from billing.models import Transfer
 from reaper.audit import audit
+from runs.execution import PACK_ERROR, TIMEBOX_EXCEEDED
 from runs.models import Run
 from runs.packs.decision import price_micros
-from runs.services import PACK_ERROR, TIMEBOX_EXCEEDED, publish_run
+from runs.publishing import publish_run
 from tests.e2e.stack import WORKER_PROCESSES, Stack, publishing_to, wait_until_terminal
 from tests.execution.packs import CRASH_MESSAGE, executions
 from tests.external import S3Server, SqsServer

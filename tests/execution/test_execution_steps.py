@@ -1,4 +1,4 @@
-"""The execution steps of runs.services, in-process: claim, lease, execute, finalize."""
+"""The execution steps of a worker, in-process: claim, lease, execute, finalize."""
 
 import dataclasses
 import hashlib
@@ -12,11 +12,12 @@ from prometheus_client import REGISTRY
 
 from billing.models import Account, Transfer
 from reaper.audit import audit
-from runs import services
+from runs import execution, lifecycle
+from runs.execution import execute_run
+from runs.lifecycle import Completed, Failed, extend_lease
 from runs.models import Run
 from runs.packs.decision import price_micros
 from runs.receipts import read_receipt, receipt_matches
-from runs.services import Completed, Failed, claim_run, execute_run, extend_lease, finalize_run
 from tests.execution.packs import CRASH_MESSAGE, SLEEPY_PRICE_MICROS, executions
 from tests.payloads import decision_inputs
 
@@ -34,7 +35,7 @@ def settles(run: Run) -> list[int]:
 def test_claim_moves_a_queued_run_to_processing_under_a_new_lease(make_run):
     run = make_run()
 
-    lease = claim_run(run_id=run.id)
+    lease = lifecycle.claim(run_id=run.id)
 
     run.refresh_from_db()
     assert lease is not None
@@ -50,16 +51,16 @@ def test_claim_moves_a_queued_run_to_processing_under_a_new_lease(make_run):
 
 def test_a_second_claim_of_the_same_run_gets_nothing(make_run):
     run = make_run()
-    claim_run(run_id=run.id)
+    lifecycle.claim(run_id=run.id)
 
-    assert claim_run(run_id=run.id) is None
+    assert lifecycle.claim(run_id=run.id) is None
     run.refresh_from_db()
     assert run.attempts == 1
 
 
 def test_extend_lease_needs_the_current_token(make_run):
     run = make_run()
-    lease = claim_run(run_id=run.id)
+    lease = lifecycle.claim(run_id=run.id)
 
     assert extend_lease(run_id=run.id, lease_token=uuid.uuid4()) is False
     assert extend_lease(run_id=run.id, lease_token=lease.token) is True
@@ -136,7 +137,7 @@ def test_crashing_pack_fails_with_pack_error_and_no_internals_in_the_detail(make
 
     run.refresh_from_db()
     assert run.status == Run.Status.FAILED
-    assert run.error_reason_code == services.PACK_ERROR
+    assert run.error_reason_code == execution.PACK_ERROR
     assert "RuntimeError" in run.error_detail
     assert CRASH_MESSAGE not in run.error_detail
     assert "Traceback" not in run.error_detail
@@ -152,7 +153,7 @@ def test_pack_overrunning_its_timebox_fails_with_timebox_exceeded_and_the_minimu
     assert time.monotonic() - started < 5
     run.refresh_from_db()
     assert run.status == Run.Status.FAILED
-    assert run.error_reason_code == services.TIMEBOX_EXCEEDED
+    assert run.error_reason_code == execution.TIMEBOX_EXCEEDED
     assert settles(run) == [run.minimum_fee_micros]
 
 
@@ -179,10 +180,10 @@ def test_metered_cost_is_capped_at_the_reservation(make_run):
 
 def test_finalize_after_the_lease_was_taken_writes_nothing(make_run):
     run = make_run()
-    lease = claim_run(run_id=run.id)
+    lease = lifecycle.claim(run_id=run.id)
     Run.objects.filter(id=run.id).update(lease_token=uuid.uuid4())  # the reaper re-leased it
 
-    won = finalize_run(
+    won = lifecycle.finalize(
         run_id=run.id, lease_token=lease.token, outcome=Failed("WORKER_TIMEOUT", "late")
     )
 
@@ -194,14 +195,14 @@ def test_finalize_after_the_lease_was_taken_writes_nothing(make_run):
 
 def test_reaper_finalize_spares_a_lease_the_worker_renewed(make_run):
     run = make_run()
-    lease = claim_run(run_id=run.id)
+    lease = lifecycle.claim(run_id=run.id)
     timeout = Failed("WORKER_TIMEOUT", "The worker stopped renewing its lease.")
     seen_expired_at = lease.expires_at - timedelta(seconds=1)  # before the renewal
 
-    spared = finalize_run(
+    spared = lifecycle.finalize(
         run_id=run.id, lease_token=lease.token, outcome=timeout, expired_before=seen_expired_at
     )
-    failed = finalize_run(
+    failed = lifecycle.finalize(
         run_id=run.id,
         lease_token=lease.token,
         outcome=timeout,
@@ -216,11 +217,11 @@ def test_reaper_finalize_spares_a_lease_the_worker_renewed(make_run):
 
 def test_a_second_finalize_of_the_same_lease_moves_no_money(make_run):
     run = make_run()
-    lease = claim_run(run_id=run.id)
+    lease = lifecycle.claim(run_id=run.id)
     outcome = Completed(charge_micros=1_234, result_key="k", result_sha256="0" * 64, result_size=1)
 
-    first = finalize_run(run_id=run.id, lease_token=lease.token, outcome=outcome)
-    second = finalize_run(
+    first = lifecycle.finalize(run_id=run.id, lease_token=lease.token, outcome=outcome)
+    second = lifecycle.finalize(
         run_id=run.id, lease_token=lease.token, outcome=Failed("PACK_ERROR", "again")
     )
 
@@ -232,10 +233,10 @@ def test_a_second_finalize_of_the_same_lease_moves_no_money(make_run):
 
 def test_finalize_leaves_a_run_flagged_for_audit_alone(make_run):
     run = make_run()
-    lease = claim_run(run_id=run.id)
+    lease = lifecycle.claim(run_id=run.id)
     Run.objects.filter(id=run.id).update(money_state=Run.MoneyState.AUDIT_REQUIRED)
 
-    won = finalize_run(run_id=run.id, lease_token=lease.token, outcome=Failed("X", "y"))
+    won = lifecycle.finalize(run_id=run.id, lease_token=lease.token, outcome=Failed("X", "y"))
 
     assert won is False
     assert settles(run) == []
@@ -245,7 +246,7 @@ def test_a_worker_that_lost_its_lease_writes_no_receipt_and_does_not_finalize(
     make_run, monkeypatch: pytest.MonkeyPatch
 ):
     run = make_run()
-    monkeypatch.setattr(services, "extend_lease", lambda **kwargs: False)
+    monkeypatch.setattr(lifecycle, "extend_lease", lambda **kwargs: False)
 
     execute_run(run_id=run.id)
 

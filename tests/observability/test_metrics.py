@@ -12,7 +12,7 @@ import pytest
 
 from dpp import health
 from reaper import tasks as reaper_tasks
-from runs import services as runs
+from runs import execution, publishing
 from runs.models import Run
 from tests.observability.helpers import DESIGN_METRICS, metric_names, samples, value
 
@@ -68,7 +68,7 @@ def test_execution_and_an_audit_required_run_move_their_metrics(client, make_run
     before = scrape(client)
     started = time.time()
     run = make_run()
-    runs.execute_run(run_id=run.id)
+    execution.execute_run(run_id=run.id)
     run.refresh_from_db()
     assert run.status == Run.Status.COMPLETED
     executed = scrape(client)
@@ -114,7 +114,7 @@ def test_execution_and_an_audit_required_run_move_their_metrics(client, make_run
 def test_queue_depth_is_what_the_broker_holds(client, fs_broker):
     waiting = 5
     for _ in range(waiting):
-        assert runs.publish_run(run_id=uuid.uuid4())  # no worker consumes fs_broker here
+        assert publishing.publish_run(run_id=uuid.uuid4())  # no worker consumes fs_broker here
 
     reaper_tasks.record_gauges.apply().get()
 

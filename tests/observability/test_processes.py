@@ -272,7 +272,7 @@ def test_one_run_through_the_real_processes(stack: Stack, funded_account):
     assert alert["trace_id"] != client_trace
     assert {line["logger"] for line in worker_lines} >= {
         "celery.app.trace",  # "Task runs.execute_run[...] succeeded in ..."
-        "runs.services",  # "run finalized"
+        "runs.lifecycle",  # "run finalized"
     }
     for line in worker_lines:
         assert (line["trace_id"], line["span_id"]) == (client_trace, execute.span_id), line

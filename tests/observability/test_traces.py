@@ -16,7 +16,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from reaper import services as reaper
-from runs import services as runs
+from runs import lifecycle, publishing
 from runs.models import Run
 from tests.e2e.stack import wait_until_terminal
 from tests.factories import issue_token
@@ -95,7 +95,7 @@ def test_submit_publish_and_execute_are_one_trace_and_its_log_lines_share_the_tr
     assert access["span_id"] == span_id_of(server)
     for line in api_lines:
         assert line["trace_id"] == trace_id, line
-    assert {line["logger"] for line in worker_lines} >= {"runs.services", "celery.app.trace"}
+    assert {line["logger"] for line in worker_lines} >= {"runs.lifecycle", "celery.app.trace"}
     for line in worker_lines:
         assert line["trace_id"] == trace_id, line
         assert line["span_id"] == span_id_of(execute), line
@@ -121,7 +121,7 @@ def test_the_publish_span_is_current_while_the_message_is_sent(fs_broker, spans)
     signals.before_task_publish.connect(during_publish, weak=False)
     try:
         with trace.get_tracer("test").start_as_current_span("caller") as caller:
-            assert runs.publish_run(run_id=uuid.uuid4())
+            assert publishing.publish_run(run_id=uuid.uuid4())
             assert trace.get_current_span() is caller
     finally:
         signals.before_task_publish.disconnect(during_publish)
@@ -151,7 +151,7 @@ def test_the_reapers_span_for_a_run_links_to_the_runs_trace(
     run = Run.objects.get(id=run_id)
     run_trace, run_span = run.traceparent.split("-")[1:3]
     settings.DPP_LEASE_TTL_SEC = 0
-    assert runs.claim_run(run_id=run_id) is not None  # a worker that then died
+    assert lifecycle.claim(run_id=run_id) is not None  # a worker that then died
     spans.clear()
 
     with trace.get_tracer("test").start_as_current_span("reaper.expire_leases task"):

@@ -25,8 +25,9 @@ def seed() -> dict:
     from dpp.kill_switch import submissions_pause
     from dpp.services import api_key_issue
     from reaper.models import AuditResolution
+    from runs.lifecycle import claim
     from runs.models import Run
-    from runs.services import Submission, claim_run, submit_run
+    from runs.services import Submission, submit_run
     from tests.payloads import decision_inputs
 
     account = tenant_open(
@@ -45,7 +46,7 @@ def seed() -> dict:
             min_reliability_score=0.0,
         ),
     )
-    claim_run(run_id=outcome.run.id)
+    claim(run_id=outcome.run.id)
     AuditResolution.objects.create(
         run=outcome.run,
         actor="test",

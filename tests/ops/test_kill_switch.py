@@ -19,7 +19,7 @@ from dpp import kill_switch
 from dpp.errors import SwitchChangeRejected
 from dpp.models import PlatformSwitch, PlatformSwitchChange
 from reaper.services import expire_leases
-from runs import services as runs
+from runs import execution, lifecycle
 from runs.models import Run
 from runs.receipts import write_receipt
 from tests.factories import issue_token
@@ -153,7 +153,7 @@ def test_polls_listings_budget_and_result_downloads_keep_working_while_paused(
     client, make_run, local_results
 ):
     run = make_run()
-    runs.execute_run(run_id=run.id)
+    execution.execute_run(run_id=run.id)
     pause()
 
     detail = client.get(f"/v1/runs/{run.id}")
@@ -174,7 +174,7 @@ def test_workers_finish_queued_runs_while_paused(make_run):
     run = make_run()
     pause()
 
-    runs.execute_run(run_id=run.id)
+    execution.execute_run(run_id=run.id)
 
     run.refresh_from_db()
     assert (run.status, run.money_state) == (Run.Status.COMPLETED, Run.MoneyState.SETTLED)
@@ -182,7 +182,7 @@ def test_workers_finish_queued_runs_while_paused(make_run):
 
 def test_the_reaper_rolls_forward_an_expired_lease_while_paused(make_run):
     run = make_run()
-    lease = runs.claim_run(run_id=run.id)
+    lease = lifecycle.claim(run_id=run.id)
     write_receipt(run=lease.run, lease_token=lease.token, body=b"{}", charge_micros=7_000)
     pause()
 

@@ -10,10 +10,11 @@ from celery import Celery
 from django.conf import settings
 
 from billing.models import Account, Transfer
-from runs import services as runs
+from runs import lifecycle
 from runs.models import Run, RunEvent
 from runs.receipts import SIDECAR_SUFFIX, Receipt, write_receipt
 from runs.results import result_key
+from runs.tasks import execute_run
 
 RESULT_BODY = b'{"winner":"o1"}'
 
@@ -35,7 +36,7 @@ class Broker:
                         message = queue.get(block=False)
                     except queue.Empty:
                         break
-                    assert message.headers["task"] == runs.EXECUTE_TASK
+                    assert message.headers["task"] == execute_run.name
                     ids.append(message.payload[0][0])
                     message.ack()
             finally:
@@ -51,14 +52,14 @@ class JsonLines:
         return [line for line in self.read() if line["level"] == "CRITICAL"]
 
 
-def lease(run: Run) -> runs.Lease:
+def lease(run: Run) -> lifecycle.Lease:
     """Claim ``run`` as a worker would; with ``instant_leases`` it is expired at once."""
-    claimed = runs.claim_run(run_id=run.id)
+    claimed = lifecycle.claim(run_id=run.id)
     assert claimed is not None
     return claimed
 
 
-def exhaust_attempts(run: Run, expire: Callable[[], object]) -> runs.Lease:
+def exhaust_attempts(run: Run, expire: Callable[[], object]) -> lifecycle.Lease:
     """Claim and lose the run until its last attempt is the one under lease."""
     for _ in range(settings.DPP_MAX_ATTEMPTS - 1):
         lease(run)
@@ -66,7 +67,7 @@ def exhaust_attempts(run: Run, expire: Callable[[], object]) -> runs.Lease:
     return lease(run)
 
 
-def receipt_for(current: runs.Lease, *, charge_micros: int = 9_000, **kwargs: Any) -> Receipt:
+def receipt_for(current: lifecycle.Lease, *, charge_micros: int = 9_000, **kwargs: Any) -> Receipt:
     return write_receipt(
         run=current.run,
         lease_token=kwargs.get("lease_token", current.token),

@@ -15,7 +15,7 @@ from billing.models import Account, Transfer
 from reaper import services, tasks
 from reaper.audit import audit
 from reaper.models import AuditResolution
-from runs import services as runs
+from runs import execution
 from runs.models import Run
 from tests.reaper.helpers import (
     finalizations,
@@ -60,7 +60,7 @@ def flagged(make_run, local_results: Path, settings, django_capture_on_commit_ca
 def finished(make_run):
     def make(pack_type: str = "decision") -> Run:
         run = make_run(pack_type=pack_type)
-        runs.execute_run(run_id=run.id)
+        execution.execute_run(run_id=run.id)
         run.refresh_from_db()
         return run
 

@@ -10,7 +10,7 @@ from django.core.management import call_command
 from billing.models import Account, Transfer
 from reaper import tasks
 from reaper.audit import audit
-from runs import services as runs
+from runs import execution
 from runs.models import Run
 from tests.reaper.helpers import JsonLines, history, money
 
@@ -24,7 +24,7 @@ def settled(make_run):
     def make(count: int = 3) -> list[Run]:
         made = [make_run() for _ in range(count)]
         for run in made:
-            runs.execute_run(run_id=run.id)
+            execution.execute_run(run_id=run.id)
             run.refresh_from_db()
         return made
 

@@ -9,7 +9,7 @@ import pytest
 from billing.models import Account
 from reaper import services, tasks
 from reaper.audit import audit
-from runs import services as runs
+from runs import execution, lifecycle
 from runs.models import Run, RunEvent
 from tests.reaper.helpers import (
     RESULT_BODY,
@@ -89,7 +89,7 @@ def test_requeued_run_is_claimed_again_and_its_lease_history_tells_the_story(
     tasks.expire_leases()
     settings.DPP_LEASE_TTL_SEC = 120
 
-    runs.execute_run(run_id=run.id)
+    execution.execute_run(run_id=run.id)
 
     run.refresh_from_db()
     assert (run.status, run.attempts) == (Run.Status.COMPLETED, 2)
@@ -101,6 +101,8 @@ def test_requeued_run_is_claimed_again_and_its_lease_history_tells_the_story(
         ("CLAIMED", 1, first.token, ""),
         ("REQUEUED", 1, first.token, "lease expired without a receipt"),
         ("CLAIMED", 2, second, ""),
+        # The worker renews its lease after the pack, before it writes the receipt.
+        ("LEASE_EXTENDED", 2, second, ""),
         ("FINALIZED", 2, second, "COMPLETED"),
     ]
     assert first.token != second
@@ -180,7 +182,7 @@ def test_invalid_receipt_flags_the_run_audit_required_and_leaves_the_reservation
     assert (run.status, run.money_state, run.error_reason_code) == (
         Run.Status.PROCESSING,
         Run.MoneyState.AUDIT_REQUIRED,
-        services.RECEIPT_INVALID,
+        lifecycle.RECEIPT_INVALID,
     )
     assert run.actual_cost_micros is None
     assert finalizations(run) == []
@@ -280,7 +282,7 @@ def test_lease_renewed_while_the_reaper_looks_for_a_receipt_wins_over_worker_tim
 
     def heartbeat_lands_meanwhile(seen: Run):
         settings.DPP_LEASE_TTL_SEC = 120
-        assert runs.extend_lease(run_id=seen.id, lease_token=current.token)
+        assert lifecycle.extend_lease(run_id=seen.id, lease_token=current.token)
         return read_receipt(seen)
 
     monkeypatch.setattr(services, "read_receipt", heartbeat_lands_meanwhile)
@@ -296,8 +298,8 @@ def test_lease_renewed_while_the_reaper_looks_for_a_receipt_wins_over_worker_tim
     )
     assert finalizations(run) == []
     # The worker still owns its run and finalizes it.
-    assert runs.finalize_run(
-        run_id=run.id, lease_token=current.token, outcome=runs.Failed("PACK_ERROR", "boom")
+    assert lifecycle.finalize(
+        run_id=run.id, lease_token=current.token, outcome=lifecycle.Failed("PACK_ERROR", "boom")
     )
     assert finalizations(run) == [("SETTLE", 5_000)]
     assert money(funded_account) == (10 * USD, 5_000, 0)
@@ -313,7 +315,7 @@ def test_lease_renewed_while_the_reaper_looks_keeps_the_run_from_being_requeued(
 
     def heartbeat_lands_meanwhile(seen: Run):
         settings.DPP_LEASE_TTL_SEC = 120
-        runs.extend_lease(run_id=seen.id, lease_token=current.token)
+        lifecycle.extend_lease(run_id=seen.id, lease_token=current.token)
         return read_receipt(seen)
 
     monkeypatch.setattr(services, "read_receipt", heartbeat_lands_meanwhile)
@@ -329,7 +331,7 @@ def test_unexpired_leases_and_finished_runs_are_left_alone(make_run, broker: Bro
     alive = make_run()
     lease(alive)
     finished = make_run()
-    runs.execute_run(run_id=finished.id)
+    execution.execute_run(run_id=finished.id)
     queued = make_run()
 
     assert tasks.expire_leases() == {}

@@ -10,7 +10,7 @@ from django.utils import timezone
 from billing.models import Account, Transfer
 from reaper import services, tasks
 from reaper.audit import audit
-from runs import services as runs
+from runs import execution, lifecycle
 from runs.models import Run, RunEvent
 from tests.billing.helpers import run_concurrently
 from tests.reaper.helpers import Broker, JsonLines, lease, money, receipt_for
@@ -71,8 +71,13 @@ def test_two_requeue_scans_racing_publish_each_stale_run_once_and_refund_once(
     settings.DPP_REQUEUE_AFTER_SEC, settings.DPP_MAX_QUEUE_AGE_SEC = 120, 900
     stale, too_old = [make_run() for _ in range(6)], [make_run() for _ in range(3)]
     now = timezone.now()
-    Run.objects.filter(id__in=[r.id for r in stale]).update(created_at=now - timedelta(minutes=5))
-    Run.objects.filter(id__in=[r.id for r in too_old]).update(created_at=now - timedelta(hours=1))
+    five_minutes_ago, an_hour_ago = now - timedelta(minutes=5), now - timedelta(hours=1)
+    Run.objects.filter(id__in=[r.id for r in stale]).update(
+        created_at=five_minutes_ago, published_at=five_minutes_ago
+    )
+    Run.objects.filter(id__in=[r.id for r in too_old]).update(
+        created_at=an_hour_ago, published_at=an_hour_ago
+    )
 
     actions = combined(run_concurrently([tasks.requeue_stale, tasks.requeue_stale]))
 
@@ -86,7 +91,7 @@ def test_two_requeue_scans_racing_publish_each_stale_run_once_and_refund_once(
 def test_two_audits_racing_flag_and_alert_once_per_run(make_run, json_logs: JsonLines):
     corrupted = [make_run() for _ in range(4)]
     for run in corrupted:
-        runs.execute_run(run_id=run.id)
+        execution.execute_run(run_id=run.id)
     Run.objects.filter(id__in=[r.id for r in corrupted]).update(actual_cost_micros=1)
 
     actions = combined(run_concurrently([tasks.audit_ledger, tasks.audit_ledger]))
@@ -110,8 +115,8 @@ def test_worker_finalizing_and_reaper_rolling_forward_settle_each_run_once(
     def worker() -> Counter:
         won = Counter()
         for current, receipt in leases:
-            outcome = runs.Completed.from_receipt(receipt)
-            finalized = runs.finalize_run(
+            outcome = lifecycle.Completed.from_receipt(receipt)
+            finalized = lifecycle.finalize(
                 run_id=current.run.id, lease_token=current.token, outcome=outcome
             )
             won["worker" if finalized else "worker_lost"] += 1
@@ -141,11 +146,11 @@ def test_worker_renewing_its_lease_and_reaper_failing_it_never_both_win(
         won = Counter()
         for current in leases:
             # The heartbeat then finalize of a worker that was only slow, not dead.
-            renewed = runs.extend_lease(run_id=current.run.id, lease_token=current.token)
-            finalized = renewed and runs.finalize_run(
+            renewed = lifecycle.extend_lease(run_id=current.run.id, lease_token=current.token)
+            finalized = renewed and lifecycle.finalize(
                 run_id=current.run.id,
                 lease_token=current.token,
-                outcome=runs.Failed(runs.PACK_ERROR, "the pack failed"),
+                outcome=lifecycle.Failed(execution.PACK_ERROR, "the pack failed"),
             )
             won["worker" if finalized else "worker_lost"] += 1
         return won
@@ -157,7 +162,7 @@ def test_worker_renewing_its_lease_and_reaper_failing_it_never_both_win(
             "error_reason_code", flat=True
         )
     )
-    assert reasons[runs.PACK_ERROR] == actions["worker"]
+    assert reasons[execution.PACK_ERROR] == actions["worker"]
     assert reasons[services.WORKER_TIMEOUT] == actions["failed"]
     assert actions["worker"] + actions["failed"] == 6
     one_finalization_each(current.run.id for current in leases)

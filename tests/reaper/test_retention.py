@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 from billing.models import Account
 from reaper import tasks
 from reaper.audit import audit
-from runs import services as runs
+from runs import execution
 from runs.models import Run
 from runs.receipts import read_receipt
 from tests.factories import issue_token
@@ -22,7 +22,7 @@ from tests.reaper.helpers import money, receipt_paths
 def completed(make_run):
     def make(*, retained_for: timedelta) -> Run:
         run = make_run()
-        runs.execute_run(run_id=run.id)
+        execution.execute_run(run_id=run.id)
         Run.objects.filter(id=run.id).update(retention_until=timezone.now() + retained_for)
         run.refresh_from_db()
         return run

@@ -34,14 +34,19 @@ def test_submit_with_the_broker_down_is_accepted_and_left_queued(api_client, dea
     billing.top_up(account=account, amount_micros=USD, reason="test")
     api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {issue_token(account.tenant)}")
 
-    with caplog.at_level(logging.WARNING, logger="runs.services"):
+    with caplog.at_level(logging.WARNING, logger="runs.publishing"):
         response = api_client.post(
             "/v1/runs", run_body(), format="json", HTTP_IDEMPOTENCY_KEY="outbox-key-01"
         )
 
     assert response.status_code == 202
     run = Run.objects.get(id=response.json()["run_id"])
-    assert (run.status, run.money_state, run.published_at) == ("QUEUED", "RESERVED", None)
+    # The row is the outbox: QUEUED since its submission, which the requeue scan republishes.
+    assert (run.status, run.money_state) == ("QUEUED", "RESERVED")
+    # Nothing touched the row after its submission: no write follows the commit.
+    submitted = run.events.get()
+    assert (submitted.kind, submitted.created_at) == ("SUBMITTED", run.updated_at)
+    assert run.version == 1
     assert Transfer.objects.filter(run=run, kind=Transfer.Kind.RESERVE).count() == 1
     warnings = [r for r in caplog.records if "publish failed" in r.getMessage()]
     assert [r.run_id for r in warnings] == [str(run.id)]
