@@ -298,11 +298,17 @@ class Scenario:
 
     def events(self, run_id: str) -> list[tuple[str, int]]:
         """The run's lease history after its submission: claims, requeues, flags and
-        finalizations. Lease renewals are left out: how many a run gets depends on how
-        long the machine took, not on what happened to the run."""
+        finalizations. Lease renewals and the requeue scan's republishes are left out: how
+        many a run gets depends on how long the machine took, not on what happened to it."""
         return list(
             RunEvent.objects.filter(run_id=run_id)
-            .exclude(kind__in=[RunEvent.Kind.SUBMITTED, RunEvent.Kind.LEASE_EXTENDED])
+            .exclude(
+                kind__in=[
+                    RunEvent.Kind.SUBMITTED,
+                    RunEvent.Kind.LEASE_EXTENDED,
+                    RunEvent.Kind.REPUBLISHED,
+                ]
+            )
             .values_list("kind", "attempt")
         )
 
