@@ -130,6 +130,8 @@ DPP_SQS_RUNS_QUEUE_URL = env.str("DPP_SQS_RUNS_QUEUE_URL", default="")
 DPP_SQS_REAPER_QUEUE_URL = env.str("DPP_SQS_REAPER_QUEUE_URL", default="")
 BROKER_DIR = VAR_DIR / "broker"
 if CELERY_BROKER_URL.startswith("filesystem://"):
+    # Every folder is named: kombu's defaults (control/ for the exchange tables, data_in/,
+    # processed/) are relative to the working directory and would put broker state in it.
     for _sub in ("queue", "processed", "control"):
         (BROKER_DIR / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
