@@ -234,7 +234,7 @@ STATIC_ROOT = env.str("DPP_STATIC_ROOT", default=str(VAR_DIR / "static"))
 # Swagger UI and ReDoc assets come from the sidecar package, served by WhiteNoise: no CDN.
 # Outside production WhiteNoise finds them in the installed packages (tests and `make run`
 # work without a build step, whatever DEBUG is); production serves the compressed copies
-# that collectstatic wrote to STATIC_ROOT. See docs/architecture.md.
+# that collectstatic wrote to STATIC_ROOT (docs/design.md §6).
 WHITENOISE_USE_FINDERS = not PRODUCTION
 Path(STATIC_ROOT).mkdir(parents=True, exist_ok=True)
 
