@@ -1,6 +1,6 @@
 """DPP settings: one module, every value from the environment.
 
-With nothing set this is the embedded default (DESIGN.md §6): SQLite, a filesystem
+With nothing set this is the embedded default (docs/design.md §6): SQLite, a filesystem
 Celery broker and local result files under ``var/``, and a local-memory cache. Each
 backend is switched by its own variable. ``DJANGO_ENV=production`` requires the real
 backends and real secrets and refuses to start otherwise.
@@ -123,7 +123,7 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
-# --- Celery (DESIGN.md §2 relies on late acks, reject-on-lost and prefetch 1) ----------
+# --- Celery (docs/design.md §2 relies on late acks, reject-on-lost and prefetch 1) ----------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
 DPP_LEASE_TTL_SEC = env.int("DPP_LEASE_TTL_SEC", default=120)
 DPP_SQS_RUNS_QUEUE_URL = env.str("DPP_SQS_RUNS_QUEUE_URL", default="")
