@@ -123,7 +123,7 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
-# --- Celery (docs/design.md §2 relies on late acks, reject-on-lost and prefetch 1) ----------
+# --- Celery (docs/design.md §2 relies on late acks, reject-on-lost and prefetch 1) -----
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
 DPP_LEASE_TTL_SEC = env.int("DPP_LEASE_TTL_SEC", default=120)
 DPP_SQS_RUNS_QUEUE_URL = env.str("DPP_SQS_RUNS_QUEUE_URL", default="")
