@@ -24,9 +24,11 @@ run: $(STAMP)
 	$(BIN)/python manage.py dpp_demo --port $(PORT)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start --port $(PORT) --no-prefix
 
+# ruff, then the layers of docs/design.md §1 (import-linter, contract in pyproject.toml).
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache --no-logo
 
 # promtool (alert rules) and docker-compose (compose validation) come from Debian.
 tools:

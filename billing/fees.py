@@ -1,4 +1,4 @@
-"""The minimum fee: what a failed or timed-out run costs (DESIGN.md §3). Never for 4xx."""
+"""The minimum fee: what a failed or timed-out run costs (docs/design.md §3). Never for 4xx."""
 
 from billing.money import InvalidAmount, require_micros
 

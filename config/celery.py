@@ -19,7 +19,7 @@ app.autodiscover_tasks()
 
 @app.on_after_configure.connect
 def schedule_reaper(sender: Celery, **kwargs) -> None:
-    """The reaper's beat schedule (DESIGN.md §2); every scan is safe to run twice at once."""
+    """The reaper's beat schedule (docs/design.md §2); every scan is safe to run twice at once."""
     for task, interval in (
         ("reaper.expire_leases", settings.DPP_REAPER_LEASE_SCAN_SEC),
         ("reaper.requeue_stale", settings.DPP_REAPER_REQUEUE_SCAN_SEC),
@@ -38,7 +38,7 @@ def keep_django_logging(**kwargs) -> None:
 
 @signals.celeryd_init.connect
 def json_only_stdout(instance, **kwargs) -> None:
-    """No ASCII-art banner on stdout (DESIGN.md §5: one JSON object per line); its facts
+    """No ASCII-art banner on stdout (docs/design.md §5: one JSON object per line); its facts
     are logged as one line once the worker is set up."""
     instance.quiet = True
 

@@ -1,6 +1,6 @@
 """DPP settings: one module, every value from the environment.
 
-With nothing set this is the embedded default (DESIGN.md §6): SQLite, a filesystem
+With nothing set this is the embedded default (docs/design.md §6): SQLite, a filesystem
 Celery broker and local result files under ``var/``, and a local-memory cache. Each
 backend is switched by its own variable. ``DJANGO_ENV=production`` requires the real
 backends and real secrets and refuses to start otherwise.
@@ -123,13 +123,15 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
-# --- Celery (DESIGN.md §2 relies on late acks, reject-on-lost and prefetch 1) ----------
+# --- Celery (docs/design.md §2 relies on late acks, reject-on-lost and prefetch 1) -----
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
 DPP_LEASE_TTL_SEC = env.int("DPP_LEASE_TTL_SEC", default=120)
 DPP_SQS_RUNS_QUEUE_URL = env.str("DPP_SQS_RUNS_QUEUE_URL", default="")
 DPP_SQS_REAPER_QUEUE_URL = env.str("DPP_SQS_REAPER_QUEUE_URL", default="")
 BROKER_DIR = VAR_DIR / "broker"
 if CELERY_BROKER_URL.startswith("filesystem://"):
+    # Every folder is named: kombu's defaults (control/ for the exchange tables, data_in/,
+    # processed/) are relative to the working directory and would put broker state in it.
     for _sub in ("queue", "processed", "control"):
         (BROKER_DIR / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -232,7 +234,7 @@ STATIC_ROOT = env.str("DPP_STATIC_ROOT", default=str(VAR_DIR / "static"))
 # Swagger UI and ReDoc assets come from the sidecar package, served by WhiteNoise: no CDN.
 # Outside production WhiteNoise finds them in the installed packages (tests and `make run`
 # work without a build step, whatever DEBUG is); production serves the compressed copies
-# that collectstatic wrote to STATIC_ROOT. See docs/architecture.md.
+# that collectstatic wrote to STATIC_ROOT (docs/design.md §6).
 WHITENOISE_USE_FINDERS = not PRODUCTION
 Path(STATIC_ROOT).mkdir(parents=True, exist_ok=True)
 

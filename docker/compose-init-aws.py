@@ -1,6 +1,6 @@
 """Create the compose stack's SQS queues and S3 bucket (the one-shot ``aws-init`` service).
 
-Reads the same variables as DPP (DESIGN.md §6): ``DPP_SQS_RUNS_QUEUE_URL`` and
+Reads the same variables as DPP (docs/design.md §6): ``DPP_SQS_RUNS_QUEUE_URL`` and
 ``DPP_SQS_REAPER_QUEUE_URL`` (the SQS endpoint is their scheme and host),
 ``AWS_STORAGE_BUCKET_NAME``, ``AWS_S3_ENDPOINT_URL``, ``AWS_DEFAULT_REGION`` and the AWS
 credentials. Idempotent: an existing queue gets its visibility timeout set again, an

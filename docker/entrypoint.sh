@@ -1,5 +1,5 @@
 #!/bin/sh
-# The one image's processes (DESIGN.md §6). Usage:
+# The one image's processes (docs/design.md §6). Usage:
 #   api                 gunicorn, gthread workers, port 8000
 #   worker              Celery worker on the `runs` queue (scale horizontally)
 #   reaper              Celery worker on the `reaper` queue with embedded beat (-B):

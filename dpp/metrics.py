@@ -1,4 +1,4 @@
-"""The platform's Prometheus metrics (DESIGN.md §5), defined once for every process.
+"""The platform's Prometheus metrics (docs/design.md §5), defined once for every process.
 
 Under gunicorn or Celery's prefork pool several processes share one set of metrics:
 ``PROMETHEUS_MULTIPROC_DIR`` (one directory per process group, emptied at start) makes

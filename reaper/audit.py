@@ -1,4 +1,4 @@
-"""The ledger audit: DESIGN.md §3 invariants 1-5, checked with SQL over the whole ledger.
+"""The ledger audit: docs/design.md §3 invariants 1-5, checked with SQL over the whole ledger.
 
 It lives in ``reaper`` because it is the layer that sees both runs and the ledger. It
 only reads: on PostgreSQL the checks run in one READ ONLY, REPEATABLE READ transaction,

@@ -34,7 +34,7 @@ from reaper.audit import run_audit
 PASS, FAIL = "PASS", "FAIL"
 MIN_SECRET_LENGTH = 32
 DEFAULT_ALERT_RULES = Path(settings.BASE_DIR) / "docker" / "prometheus" / "alerts.yml"
-# The pilot document's alerts (pilot-ready.md, "Monitoring & Alerts").
+# The pilot document's alerts ("Monitoring & Alerts", mapped in docs/PILOT_READY.md).
 REQUIRED_ALERTS = (
     "MoneyLeak",
     "ApiDown",

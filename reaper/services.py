@@ -71,7 +71,7 @@ def expire_leases(*, now: datetime | None = None) -> ScanResult:
     )
     for run_id, traceparent in expired:
         try:
-            # A span per run, linked to the trace of the run's submission (DESIGN.md §5).
+            # A span per run, linked to the trace of the run's submission (docs/design.md §5).
             with span_linked_to("reaper.reap_expired_lease", traceparent, run_id=str(run_id)):
                 result.count(reap_expired_lease(run_id=run_id, now=now))
         except Exception:

@@ -18,7 +18,7 @@ BROKER_TIMEOUT_SEC = 2.0
 
 
 class BrokerMisconfigured(Exception):
-    """The broker answers but breaks an assumption DESIGN.md §2 relies on."""
+    """The broker answers but breaks an assumption docs/design.md §2 relies on."""
 
 
 class StorageUnwritable(Exception):

@@ -3,7 +3,7 @@
 The object at ``results/<tenant_id>/<run_id>.json`` carries, as metadata, the run and
 tenant it belongs to, the lease under which it was written, the sha256 of its bytes and
 the charge. It is what lets the reaper settle a run whose worker died after writing it
-(roll forward) and the audit check a COMPLETED run's result (DESIGN.md §2, §3).
+(roll forward) and the audit check a COMPLETED run's result (docs/design.md §2, §3).
 
 S3: the metadata travels on the same PUT as the bytes, so object and receipt appear
 together or not at all. Local files: the metadata is a sidecar ``<key>.meta.json`` written

@@ -2,7 +2,7 @@
 
 Load with ``pytest_plugins = ["tests.external"]`` in the root conftest. Fixtures:
 ``s3_server`` (:class:`S3Server`) and ``sqs_server`` (:class:`SqsServer`), both
-session-scoped; their ``env()`` gives the variables DPP reads (DESIGN.md §6). Both use the
+session-scoped; their ``env()`` gives the variables DPP reads (docs/design.md §6). Both use the
 same fixed credentials and region, so ``{**s3_server.env(), **sqs_server.env()}`` is
 consistent. Process logs go to the fixture's tmp dir (``<name>.log``).
 

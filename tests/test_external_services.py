@@ -169,7 +169,7 @@ def touch(self, marker):
 
 def probe_config(sqs: SqsServer) -> dict[str, Any]:
     """Celery settings of the probe app: the SQS parts DPP's settings build, and the
-    delivery settings DESIGN.md §2 relies on."""
+    delivery settings docs/design.md §2 relies on."""
     return {
         "broker_url": sqs.env()["CELERY_BROKER_URL"],
         "broker_transport_options": sqs.broker_transport_options(),

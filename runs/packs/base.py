@@ -1,4 +1,4 @@
-"""The contract every pack executor fulfils (DESIGN.md section 7).
+"""The contract every pack executor fulfils (docs/design.md §7).
 
 The platform prices a run before it is queued and runs it later on a worker, so a pack is
 split into three steps: `validate` and `estimate_cost` run at submission (bad inputs are a

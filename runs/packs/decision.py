@@ -1,4 +1,4 @@
-"""The `decision` pack: multi-criteria decision analysis (DESIGN.md section 7).
+"""The `decision` pack: multi-criteria decision analysis (docs/design.md §7).
 
 Options are scored against weighted criteria with one of two methods, ranked, and the
 winner is explained (per-criterion contributions against the runner-up) and stress-tested

@@ -1,4 +1,4 @@
-"""``dpp_audit`` finds each invariant of DESIGN.md §3 when a test breaks it on purpose."""
+"""``dpp_audit`` finds each invariant of docs/design.md §3 when a test breaks it on purpose."""
 
 import json
 from dataclasses import dataclass

@@ -50,14 +50,14 @@ def run(argv: list[str], **kwargs) -> subprocess.CompletedProcess[str]:
 
 
 # --- Metric names the alert rules and the dashboard may use ------------------------------
-# DESIGN.md §5 plus the names the app exports through django-prometheus 2.5 (read from its
+# docs/design.md §5 plus the names the app exports through django-prometheus 2.5 (read from its
 # middleware) and the reaper counters agreed for the dashboard. Anything else in a rule or
 # a panel would be a query for a series nobody exports.
 EXPORTED_METRICS = frozenset(
     {
         # Prometheus itself
         "up",
-        # DESIGN.md §5 (DPP's own)
+        # docs/design.md §5 (DPP's own)
         "http_requests_total",
         "dpp_runs_total",
         "dpp_run_duration_seconds_bucket",

@@ -5,7 +5,7 @@ Docker project's Python implementation; `apt-get install docker-compose`). It va
 file against the Compose Specification JSON schema it bundles
 (``compose/config/compose_spec.json``), resolves ``${VAR:?}`` interpolation, extension
 fields and merge keys, and checks references between services — all offline, no engine
-needed. The resolved configuration it prints is then checked against DESIGN.md §6 here.
+needed. The resolved configuration it prints is then checked against docs/design.md §6 here.
 The one-shot ``aws-init`` script runs for real against a local moto server.
 """
 
@@ -35,7 +35,7 @@ SECRETS = {
     "AWS_ACCESS_KEY_ID": "compose-test-access-key",
     "AWS_SECRET_ACCESS_KEY": "compose-test-secret-access-key",  # pragma: allowlist secret
 }
-# DESIGN.md §6: the variables that choose each backend, plus production's secrets.
+# docs/design.md §6: the variables that choose each backend, plus production's secrets.
 DESIGN_ENV = {
     "DATABASE_URL",
     "REDIS_URL",

@@ -100,7 +100,7 @@ def test_kubernetes_validate_cli_is_strict(tmp_path) -> None:
     assert good.returncode == 0, good.stdout
 
 
-# --- the shape DESIGN.md and the pilot need ------------------------------------------------
+# --- the shape docs/design.md and the pilot need ------------------------------------------------
 
 
 def test_deployments_and_the_single_reaper() -> None:

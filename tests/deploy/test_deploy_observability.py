@@ -29,7 +29,7 @@ ALERTS = PROMETHEUS / "alerts.yml"
 ALERT_TESTS = PROMETHEUS / "alerts.test.yml"
 DASHBOARD = GRAFANA / "dpp.json"
 PILOT_ALERTS = {
-    # pilot-ready.md "Monitoring & Alerts" (+ its p95 latency kill-switch trigger)
+    # the pilot document's "Monitoring & Alerts" (+ its p95 latency kill-switch trigger)
     "MoneyLeak": "critical",
     "ApiDown": "critical",
     "DatabaseNotReady": "critical",
@@ -132,7 +132,7 @@ def test_rules_query_only_exported_metrics() -> None:
     for rule in rules():
         assert metric_names(rule["expr"]) <= EXPORTED_METRICS, rule["alert"]
     queue = next(r for r in rules() if r["alert"] == "HighQueueDepth")["expr"]
-    assert 'dpp_queue_depth{queue="runs"}' in queue, "DESIGN.md's name, not sqs_queue_depth"
+    assert 'dpp_queue_depth{queue="runs"}' in queue, "docs/design.md's name, not sqs_queue_depth"
 
 
 # --- the dashboard ------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Bearer API keys: format, storage, and every way authentication can fail (DESIGN.md §4)."""
+"""Bearer API keys: format, storage, and every way authentication can fail (docs/design.md §4)."""
 
 import hashlib
 import hmac

@@ -1,4 +1,4 @@
-"""/health is liveness only; /readyz checks the real dependencies (DESIGN.md §4).
+"""/health is liveness only; /readyz checks the real dependencies (docs/design.md §4).
 
 A failing /readyz is a 503 problem document, like every error, with a `checks` member.
 """

@@ -1,4 +1,4 @@
-"""Logs are JSON lines with the request context, and API keys never appear (DESIGN.md §5)."""
+"""Logs are JSON lines with the request context, and API keys never appear (docs/design.md §5)."""
 
 import json
 import os

@@ -1,4 +1,4 @@
-"""Every error on every path is an RFC 9457 problem (DESIGN.md §4)."""
+"""Every error on every path is an RFC 9457 problem (docs/design.md §4)."""
 
 import json
 import uuid

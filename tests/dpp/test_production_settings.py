@@ -1,4 +1,4 @@
-"""DJANGO_ENV=production refuses to start without real backends and secrets (DESIGN.md §6).
+"""DJANGO_ENV=production refuses to start without real backends and secrets (docs/design.md §6).
 
 Each case starts Django in a fresh process with a clean environment, as a deployment would.
 """

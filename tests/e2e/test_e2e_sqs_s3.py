@@ -20,7 +20,7 @@ from tests.external import S3Server, SqsServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-DECISION_PRICE = price_micros(n_options=4, n_criteria=3)  # $0.010100, DESIGN.md §7
+DECISION_PRICE = price_micros(n_options=4, n_criteria=3)  # $0.010100, docs/design.md §7
 
 
 def settle_amounts(run_id: object) -> list[int]:

@@ -1,4 +1,4 @@
-"""`make run` from the tree, on the embedded default: the smoke test of DESIGN.md §6.
+"""`make run` from the tree, on the embedded default: the smoke test of docs/design.md §6.
 
 A clean environment (no DATABASE_URL, REDIS_URL, broker or bucket) and a temporary
 DPP_VAR_DIR: SQLite, the filesystem broker and local result files, all under that

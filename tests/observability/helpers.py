@@ -13,7 +13,7 @@ from opentelemetry.trace import SpanKind
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-# DESIGN.md §5, as the names appear in an exposition (the parser drops a counter's
+# docs/design.md §5, as the names appear in an exposition (the parser drops a counter's
 # ``_total`` from its family name; ``metric_names`` puts it back).
 DESIGN_METRICS = (
     "http_requests_total",

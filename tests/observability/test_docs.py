@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "observability.md"
 ALERTS = REPO / "docker" / "prometheus" / "alerts.yml"
 LOG_FIELDS = (
-    # DESIGN.md §5, every line and the access log
+    # docs/design.md §5, every line and the access log
     *("timestamp", "level", "logger", "message", "request_id", "trace_id", "span_id"),
     *("tenant_id", "run_id", "method", "path", "status_code", "duration_ms", "plan"),
     *("budget_decision", "task_id", "exc_info", "reconcile_type"),

@@ -1,4 +1,4 @@
-"""The API's /metrics in one process (the Django test client): every DESIGN.md §5 name,
+"""The API's /metrics in one process (the Django test client): every docs/design.md §5 name,
 parsed by prometheus_client's own parser, and the values the platform's events move.
 
 The multi-process views (gunicorn workers, the Celery worker's and beat's ports) are in

@@ -5,7 +5,7 @@ DPP_METRICS_PORT) and Celery beat (DPP_METRICS_PORT). They share the embedded
 filesystem broker and the test database; their traces go over OTLP/HTTP to a receiver in
 this test (OTEL_EXPORTER_OTLP_ENDPOINT).
 
-Proves: every process's /metrics parses and names every DESIGN.md §5 metric; the API's
+Proves: every process's /metrics parses and names every docs/design.md §5 metric; the API's
 counts add up over its workers; a run's metrics, an AUDIT_REQUIRED flag and the queue
 gauge in the worker's port; one trace from the client's traceparent through the API to
 the worker, and from beat to the worker; JSON-only stdout with trace and run ids.

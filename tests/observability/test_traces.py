@@ -1,5 +1,5 @@
 """One trace per run, from the API's request to the worker's execution, and the reaper's
-work on the run linked back to it (DESIGN.md §5, issue 8).
+work on the run linked back to it (docs/design.md §5, issue 8).
 
 The spans come from the SDK's in-memory exporter (the session's tracer provider, the
 same Django/Celery/psycopg instrumentation as production); the worker is a real Celery

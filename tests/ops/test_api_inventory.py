@@ -9,7 +9,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 
 # Routed on purpose outside the schema. Each entry says why; keep this list short.
 NOT_IN_SCHEMA = {
-    "/health": "liveness probe (DESIGN.md §4), for orchestrators, not API clients",
+    "/health": "liveness probe (docs/design.md §4), for orchestrators, not API clients",
     "/readyz": "readiness probe, answers 200 or a 503 problem listing the checks",
     "/metrics": "Prometheus exposition format, scraped by Prometheus",
     "/openapi.json": "the schema itself",

@@ -1,4 +1,4 @@
-"""Secret scan (issue 9, item 8; pilot-ready.md Security: "No hardcoded credentials").
+"""Secret scan (issue 9, item 8; the pilot document's Security: "No hardcoded credentials").
 
 ``detect-secrets`` scans every file git would commit (tracked, plus untracked files that
 are not ignored) with the plugins and filters of the committed ``.secrets.baseline``. A

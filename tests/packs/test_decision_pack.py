@@ -1,4 +1,4 @@
-"""Behaviour of the `decision` pack (DESIGN.md section 7) and the pack registry.
+"""Behaviour of the `decision` pack (docs/design.md §7) and the pack registry.
 
 The pack tests need neither the database nor Django settings; only the registry tests do,
 and they import the registry lazily so the rest runs without Django.

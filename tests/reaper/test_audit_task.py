@@ -1,4 +1,4 @@
-"""The ledger audit task (DESIGN.md §2, §3): flags what a violation names, alerts once per
+"""The ledger audit task (docs/design.md §2, §3): flags what a violation names, alerts once per
 run, never moves money. And ``manage.py dpp_audit``'s exit codes."""
 
 import json

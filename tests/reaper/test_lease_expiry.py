@@ -1,4 +1,4 @@
-"""Lease expiry (DESIGN.md §2, "Reaper"): what an expired lease becomes, decided from what
+"""Lease expiry (docs/design.md §2, "Reaper"): what an expired lease becomes, decided from what
 object storage proves. Driven through the ``reaper.expire_leases`` task."""
 
 import uuid

@@ -1,4 +1,4 @@
-"""Requeue and queue timeout (DESIGN.md §2): the runs table is the outbox. Driven through
+"""Requeue and queue timeout (docs/design.md §2): the runs table is the outbox. Driven through
 the ``reaper.requeue_stale`` task."""
 
 from datetime import timedelta

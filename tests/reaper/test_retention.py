@@ -1,4 +1,4 @@
-"""Retention (DESIGN.md §2): results past ``retention_until`` are deleted, the run row and
+"""Retention (docs/design.md §2): results past ``retention_until`` are deleted, the run row and
 its money stay, and polling the run answers 410 ``result-expired``."""
 
 from datetime import timedelta

@@ -1,9 +1,9 @@
 """``make run``'s demo tenant: created on the first run, reused on later ones.
 
 The token is kept in ``$DPP_VAR_DIR/demo_api_key`` (mode 0600) because only its hash is
-in the database. This command is a composition point: it opens the tenant's budget
-through ``billing.services`` and shows ``runs``' example run, both imported inside the
-functions that use them so that the core (``dpp``) imports no app at import time.
+in the database. The command opens the tenant's budget through ``billing.services`` and
+prints ``runs``' example run, so it lives in ``runs``, the lowest layer that may import
+both (docs/design.md §1).
 """
 
 import json
@@ -15,9 +15,11 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from billing.services import tenant_open
 from dpp import api_keys
 from dpp.models import ApiKey
 from dpp.services import api_key_issue
+from runs.examples import DECISION_RUN
 
 DEMO_BUDGET_MICROS = 10_000_000  # $10
 KEY_FILE_NAME = "demo_api_key"
@@ -61,8 +63,6 @@ def _usable_token(key_file: Path) -> str | None:
 
 
 def _create_demo_tenant() -> str:
-    from billing.services import tenant_open
-
     with transaction.atomic():
         account = tenant_open(
             name="demo", plan_name=None, budget_micros=DEMO_BUDGET_MICROS, actor="make run"
@@ -84,8 +84,6 @@ def _write_private(path: Path, text: str) -> None:
 
 
 def _instructions(token: str, port: int) -> str:
-    from runs.examples import DECISION_RUN
-
     base = f"http://127.0.0.1:{port}"
     auth = shlex.quote(f"Authorization: Bearer {token}")
     body = shlex.quote(json.dumps(DECISION_RUN, separators=(",", ":")))
