@@ -9,7 +9,8 @@ that does not add up — and are answered, if one ever escapes a request, as the
 
 from uuid import UUID
 
-from billing.money import micros_to_usd
+from billing.limits import MAX_BALANCE_MICROS, MAX_CREDITED_MICROS, MAX_TRANSFER_MICROS
+from billing.money import InvalidAmount, micros_to_usd
 from dpp.errors import DomainError
 
 
@@ -42,6 +43,48 @@ class AccountNotFound(BillingError):
     def __init__(self, tenant_id: UUID | str | None) -> None:
         self.tenant_id = tenant_id
         super().__init__(f"Tenant {tenant_id} has no budget account.")
+
+
+class TransferTooLarge(BillingError, InvalidAmount):
+    """One transfer above ``MAX_TRANSFER_MICROS``; refused before anything was written."""
+
+    def __init__(self, amount_micros: int, *, what: str = "transfer") -> None:
+        self.amount_micros = amount_micros
+        super().__init__(
+            f"A single {what} may move at most ${micros_to_usd(MAX_TRANSFER_MICROS)}; "
+            f"${micros_to_usd(amount_micros)} was refused and nothing was written."
+        )
+
+
+class BalanceLimitExceeded(BillingError):
+    """A credit that would take the account above ``MAX_BALANCE_MICROS`` held, or above
+    ``MAX_CREDITED_MICROS`` credited over its life. Nothing was written: the conditional
+    UPDATE matched no row."""
+
+    def __init__(
+        self,
+        tenant_id: UUID | str | None,
+        credit_micros: int,
+        *,
+        balance_micros: int,
+        credited_micros: int,
+    ) -> None:
+        self.tenant_id = tenant_id
+        self.credit_micros = credit_micros
+        credit = micros_to_usd(credit_micros)
+        if credited_micros + credit_micros > MAX_CREDITED_MICROS:
+            detail = (
+                f"Crediting ${credit} would take everything ever credited to tenant "
+                f"{tenant_id} (${micros_to_usd(credited_micros)}) above the ledger's maximum "
+                f"of ${micros_to_usd(MAX_CREDITED_MICROS)} per account"
+            )
+        else:
+            detail = (
+                f"Crediting ${credit} would take the balance of tenant {tenant_id} "
+                f"(available + reserved: ${micros_to_usd(balance_micros)}) above the maximum "
+                f"of ${micros_to_usd(MAX_BALANCE_MICROS)}"
+            )
+        super().__init__(f"{detail}; nothing was credited.")
 
 
 class InsufficientBudget(BillingError, DomainError):

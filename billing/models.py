@@ -1,24 +1,43 @@
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 
+from billing.limits import MAX_BALANCE_MICROS, MAX_CREDITED_MICROS, MAX_TRANSFER_MICROS
 from dpp.models import Tenant
+
+_AT_LEAST_ONE = [MinValueValidator(1)]
 
 
 class Plan(models.Model):
-    """What a tenant may do: rate limits, concurrency, cost ceiling, packs, retention."""
+    """What a tenant may do: rate limits, concurrency, cost ceiling, packs, retention.
+
+    A limit of 0 would lock every tenant of the plan out, and a cost ceiling above one
+    transfer could never be reserved: the constraints refuse both.
+    """
 
     name = models.SlugField(max_length=50, unique=True)
-    submit_per_minute = models.PositiveIntegerField()
-    poll_per_minute = models.PositiveIntegerField()
-    max_concurrent_runs = models.PositiveIntegerField()
+    submit_per_minute = models.PositiveIntegerField(validators=_AT_LEAST_ONE)
+    poll_per_minute = models.PositiveIntegerField(validators=_AT_LEAST_ONE)
+    max_concurrent_runs = models.PositiveIntegerField(validators=_AT_LEAST_ONE)
     max_cost_per_run_micros = models.BigIntegerField()
     allowed_pack_types = models.JSONField(default=list)
-    retention_days = models.PositiveIntegerField(default=30)
+    retention_days = models.PositiveIntegerField(default=30, validators=_AT_LEAST_ONE)
 
     class Meta:
         constraints = [
             models.CheckConstraint(
                 condition=Q(max_cost_per_run_micros__gt=0), name="plan_max_cost_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(max_cost_per_run_micros__lte=MAX_TRANSFER_MICROS),
+                name="plan_max_cost_within_one_transfer",
+            ),
+            models.CheckConstraint(
+                condition=Q(submit_per_minute__gte=1)
+                & Q(poll_per_minute__gte=1)
+                & Q(max_concurrent_runs__gte=1)
+                & Q(retention_days__gte=1),
+                name="plan_limits_at_least_one",
             ),
         ]
 
@@ -29,8 +48,9 @@ class Plan(models.Model):
 class Account(models.Model):
     """A tenant's budget, after TigerBeetle's account model.
 
-    available = credits_posted - debits_posted - debits_pending. The CHECK constraint
-    makes a negative balance impossible even if application code is wrong.
+    available = credits_posted - debits_posted - debits_pending. The CHECK constraints
+    make a negative balance impossible even if application code is wrong, and keep every
+    column inside the bounds of ``billing.limits`` (far from the 64-bit limit).
     """
 
     tenant = models.OneToOneField(Tenant, on_delete=models.PROTECT, related_name="account")
@@ -51,6 +71,11 @@ class Account(models.Model):
             models.CheckConstraint(
                 condition=Q(debits_posted__lte=F("credits_posted") - F("debits_pending")),
                 name="account_cannot_overdraw",
+            ),
+            models.CheckConstraint(
+                condition=Q(credits_posted__lte=F("debits_posted") + MAX_BALANCE_MICROS)
+                & Q(credits_posted__lte=MAX_CREDITED_MICROS),
+                name="account_within_bounds",
             ),
         ]
 
@@ -106,6 +131,11 @@ class Transfer(models.Model):
                 | Q(kind="TOPUP", amount_micros__gt=0)
                 | Q(kind__in=["RESERVE", "SETTLE", "VOID"], amount_micros__gte=0),
                 name="transfer_amount_sign_by_kind",
+            ),
+            models.CheckConstraint(
+                condition=Q(amount_micros__gte=-MAX_TRANSFER_MICROS)
+                & Q(amount_micros__lte=MAX_TRANSFER_MICROS),
+                name="transfer_amount_within_bounds",
             ),
             models.CheckConstraint(
                 condition=Q(kind__in=["RESERVE", "SETTLE", "VOID"], run__isnull=False)

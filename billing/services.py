@@ -16,11 +16,12 @@ from uuid import UUID
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.db.models.functions import Now
 
 from billing.errors import (
     AccountNotFound,
+    BalanceLimitExceeded,
     ChargeExceedsReservation,
     InsufficientBudget,
     LedgerInconsistent,
@@ -28,7 +29,9 @@ from billing.errors import (
     ReasonRequired,
     ReservationExists,
     ReservationNotFound,
+    TransferTooLarge,
 )
+from billing.limits import MAX_BALANCE_MICROS, MAX_CREDITED_MICROS, MAX_TRANSFER_MICROS
 from billing.models import Account, Plan, Transfer
 from billing.money import InvalidAmount, require_micros
 from dpp.metrics import MONEY
@@ -96,6 +99,45 @@ def _available(*, pk: int) -> int:
     return credits - debits - pending
 
 
+def _transfer_amount(value: object, *, name: str, what: str) -> int:
+    """``value`` as integer micros whose magnitude one transfer may move."""
+    amount = require_micros(value, name=name)
+    if abs(amount) > MAX_TRANSFER_MICROS:
+        raise TransferTooLarge(abs(amount), what=what)
+    return amount
+
+
+def _room_for_credit(amount_micros: int) -> Q:
+    """The guard of a credit: the account stays within both bounds of ``billing.limits``.
+
+    Written as ``column <= constant - amount`` so that no operand of the comparison can
+    leave 64 bits either (``amount`` is already at most one transfer).
+    """
+    return Q(
+        credits_posted__lte=F("debits_posted") + (MAX_BALANCE_MICROS - amount_micros),
+    ) & Q(credits_posted__lte=MAX_CREDITED_MICROS - amount_micros)
+
+
+def _credit(account: Account, amount_micros: int) -> None:
+    """Add ``amount_micros`` (> 0) to credits_posted, or raise with nothing written."""
+    rows = Account.objects.filter(pk=account.pk)
+    updated = rows.filter(_room_for_credit(amount_micros)).update(
+        credits_posted=F("credits_posted") + amount_micros, updated_at=Now()
+    )
+    if updated:
+        return
+    row = rows.values_list("credits_posted", "debits_posted").first()
+    if row is None:
+        raise AccountNotFound(account.tenant_id)
+    credited, spent = row
+    raise BalanceLimitExceeded(
+        account.tenant_id,
+        amount_micros,
+        balance_micros=credited - spent,
+        credited_micros=credited,
+    )
+
+
 # --- Accounts ---------------------------------------------------------------------------
 
 
@@ -148,15 +190,15 @@ def tenant_open(
 
 @transaction.atomic
 def top_up(*, account: Account, amount_micros: int, reason: str = "", actor: str = "") -> Transfer:
-    """Credit ``amount_micros`` (> 0) to the account."""
-    amount_micros = require_micros(amount_micros, name="amount_micros")
+    """Credit ``amount_micros`` (> 0, at most one transfer) to the account.
+
+    Raises ``TransferTooLarge`` or ``BalanceLimitExceeded`` (nothing written) when the
+    amount or the resulting balance would leave the bounds of ``billing.limits``.
+    """
+    amount_micros = _transfer_amount(amount_micros, name="amount_micros", what="top-up")
     if amount_micros <= 0:
         raise InvalidAmount("A top-up must be a positive amount.")
-    updated = Account.objects.filter(pk=account.pk).update(
-        credits_posted=F("credits_posted") + amount_micros, updated_at=Now()
-    )
-    if not updated:
-        raise AccountNotFound(account.tenant_id)
+    _credit(account, amount_micros)
     return _record(
         account_id=account.pk,
         kind=Transfer.Kind.TOPUP,
@@ -171,18 +213,19 @@ def adjust(*, account: Account, amount_micros: int, reason: str, actor: str) -> 
     """An operator's signed correction: positive credits, negative posts a debit.
 
     A debit may not take the account below what is already spent and reserved, for the
-    same reason a reservation may not: the CHECK constraint would refuse it anyway.
+    same reason a reservation may not: the CHECK constraint would refuse it anyway. A
+    credit is bounded like a top-up.
     """
-    amount_micros = require_micros(amount_micros, name="amount_micros")
+    amount_micros = _transfer_amount(amount_micros, name="amount_micros", what="adjustment")
     if amount_micros == 0:
         raise InvalidAmount("An adjustment must not be zero.")
     if not reason.strip():
         raise ReasonRequired
-    rows = Account.objects.filter(pk=account.pk)
     if amount_micros > 0:
-        updated = rows.update(credits_posted=F("credits_posted") + amount_micros, updated_at=Now())
+        _credit(account, amount_micros)
     else:
         debit = -amount_micros
+        rows = Account.objects.filter(pk=account.pk)
         updated = rows.filter(
             debits_posted__lte=F("credits_posted") - F("debits_pending") - debit
         ).update(debits_posted=F("debits_posted") + debit, updated_at=Now())
@@ -194,8 +237,8 @@ def adjust(*, account: Account, amount_micros: int, reason: str, actor: str) -> 
                 purpose="debit adjustment",
                 pointer=None,
             )
-    if not updated:
-        raise AccountNotFound(account.tenant_id)
+        if not updated:
+            raise AccountNotFound(account.tenant_id)
     return _record(
         account_id=account.pk,
         kind=Transfer.Kind.ADJUST,
@@ -214,9 +257,10 @@ def reserve(*, run: RunRef, amount_micros: int) -> Transfer:
 
     ``amount_micros`` must equal ``run.reserved_micros``: the run row and the ledger
     state the same reservation, and the audit checks that they do.
-    Raises InsufficientBudget (nothing written) when the budget does not cover it.
+    Raises InsufficientBudget (nothing written) when the budget does not cover it. Plans
+    cap a run's cost below one transfer, so ``TransferTooLarge`` here is a caller's bug.
     """
-    amount_micros = require_micros(amount_micros, name="amount_micros")
+    amount_micros = _transfer_amount(amount_micros, name="amount_micros", what="reservation")
     if amount_micros <= 0:
         raise InvalidAmount("A reservation must be a positive amount.")
     if amount_micros != run.reserved_micros:

@@ -3,7 +3,11 @@
 Writes go through ``dpp.services`` like everywhere else. A new key's secret is rendered
 once, in the response to the add form, and stored nowhere (not in the session, not in a
 message cookie); the change page shows the prefix, status and timestamps, never the hash.
+A tenant links to its account, runs and transfers by admin URL name (``dpp.admin_links``):
+dpp imports no app.
 """
+
+from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
@@ -15,6 +19,7 @@ from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html, format_html_join
 
 from dpp import kill_switch
+from dpp.admin_links import change_link, list_link
 from dpp.models import ApiKey, PlatformSwitch, PlatformSwitchChange, Tenant
 from dpp.services import api_key_issue, api_key_revoke, tenant_reactivate, tenant_suspend
 
@@ -31,13 +36,29 @@ class ApiKeyInline(admin.TabularInline):
 
 @admin.register(Tenant)
 class TenantAdmin(admin.ModelAdmin):
-    list_display = ("name", "id", "status", "created_at")
+    list_display = ("name", "id", "status", "related", "created_at")
     list_filter = ("status",)
     search_fields = ("name", "id")
-    fields = ("id", "name", "status", "created_at")
-    readonly_fields = ("id", "status", "created_at")
+    fields = ("id", "name", "status", "related", "created_at")
+    readonly_fields = ("id", "status", "related", "created_at")
     inlines = [ApiKeyInline]
     actions = ["suspend", "reactivate"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Tenant]:
+        # "account" is billing's one-to-one accessor, named here rather than imported.
+        return super().get_queryset(request).select_related("account")
+
+    @admin.display(description="see")
+    def related(self, tenant: Tenant) -> str:
+        links = [(list_link("runs_run", "runs", tenant__id__exact=tenant.pk),)]
+        account = getattr(tenant, "account", None)
+        if account is not None:
+            links = [
+                (change_link("billing_account", account.pk, "account"),),
+                *links,
+                (list_link("billing_transfer", "transfers", account__id__exact=account.pk),),
+            ]
+        return format_html_join(" · ", "{}", links)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         # A tenant needs its budget account too: `manage.py dpp_tenant create` opens both.
@@ -197,7 +218,10 @@ class PlatformSwitchAdmin(admin.ModelAdmin):
             if form.cleaned_data["submissions_paused"]
             else kill_switch.submissions_resume
         )
-        flip(actor=request.user.get_username(), reason=form.cleaned_data["change_reason"])
+        changed = flip(actor=request.user.get_username(), reason=form.cleaned_data["change_reason"])
+        # The switch already said so: no history row was written, so no admin log entry
+        # and no "changed successfully" either (see response_change).
+        request._dpp_switch_unchanged = changed is None
         obj.refresh_from_db()
         state = kill_switch.switch_state()
         if state.paused_by_environment and not obj.submissions_paused:
@@ -206,6 +230,22 @@ class PlatformSwitchAdmin(admin.ModelAdmin):
                 "DPP_SUBMISSIONS_PAUSED is set: submissions stay paused until it is removed.",
                 messages.WARNING,
             )
+
+    def log_change(self, request: HttpRequest, obj: PlatformSwitch, message: Any) -> Any:
+        if getattr(request, "_dpp_switch_unchanged", False):
+            return None
+        return super().log_change(request, obj, message)
+
+    def response_change(self, request: HttpRequest, obj: PlatformSwitch) -> HttpResponse:
+        if not getattr(request, "_dpp_switch_unchanged", False):
+            return super().response_change(request, obj)
+        state = "paused" if obj.submissions_paused else "open"
+        self.message_user(
+            request,
+            f"Submissions were already {state}: nothing changed, and no history entry was written.",
+            messages.WARNING,
+        )
+        return HttpResponseRedirect(request.path)
 
     @admin.display(description="Environment")
     def environment(self, obj: PlatformSwitch) -> str:

@@ -20,16 +20,24 @@ def action_with_form(
     title: str,
     intro: str,
     apply: Callable[[QuerySet, dict[str, Any]], str],
+    refusals: tuple[type[Exception], ...] = (),
 ) -> TemplateResponse | None:
     """Show ``form_class`` for the selected objects; on a valid submit call ``apply``.
 
     ``apply`` does the work through a service and returns the message for the operator.
+    A service's refusal (one of ``refusals``) is shown as an error above the form, which
+    keeps what the operator typed; ``apply`` must then have written nothing.
     """
     applying = "apply" in request.POST
     form = form_class(request.POST if applying else None)
     if applying and form.is_valid():
-        modeladmin.message_user(request, apply(queryset, form.cleaned_data), messages.SUCCESS)
-        return None
+        try:
+            message = apply(queryset, form.cleaned_data)
+        except refusals as exc:
+            modeladmin.message_user(request, str(exc), messages.ERROR)
+        else:
+            modeladmin.message_user(request, message, messages.SUCCESS)
+            return None
     return TemplateResponse(
         request,
         "admin/dpp/action_form.html",

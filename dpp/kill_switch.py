@@ -94,21 +94,27 @@ def platform_switch() -> PlatformSwitch:
 
 def submissions_pause(
     *, actor: str, reason: str, source: str = PlatformSwitchChange.Source.ADMIN
-) -> PlatformSwitchChange:
+) -> PlatformSwitchChange | None:
     """Pause new runs: from the next request on (other API processes: within
-    ``CACHE_SECONDS``) ``POST /v1/runs`` answers 503 and reserves nothing."""
+    ``CACHE_SECONDS``) ``POST /v1/runs`` answers 503 and reserves nothing.
+
+    None when submissions were paused already: nothing is written or logged."""
     return _switch_set(paused=True, actor=actor, reason=reason, source=source)
 
 
 def submissions_resume(
     *, actor: str, reason: str, source: str = PlatformSwitchChange.Source.ADMIN
-) -> PlatformSwitchChange:
-    """Accept new runs again (unless ``DPP_SUBMISSIONS_PAUSED`` still pauses them)."""
+) -> PlatformSwitchChange | None:
+    """Accept new runs again (unless ``DPP_SUBMISSIONS_PAUSED`` still pauses them).
+
+    None when submissions were open already: nothing is written or logged."""
     return _switch_set(paused=False, actor=actor, reason=reason, source=source)
 
 
 @transaction.atomic
-def _switch_set(*, paused: bool, actor: str, reason: str, source: str) -> PlatformSwitchChange:
+def _switch_set(
+    *, paused: bool, actor: str, reason: str, source: str
+) -> PlatformSwitchChange | None:
     actor, reason = actor.strip(), reason.strip()
     if not actor:
         raise SwitchChangeRejected("actor")
@@ -121,6 +127,9 @@ def _switch_set(*, paused: bool, actor: str, reason: str, source: str) -> Platfo
         .values_list("submissions_paused", flat=True)
         .get(pk=PlatformSwitch.SINGLETON_ID)
     )
+    if was_paused == paused:
+        # A second "paused" entry would tell the history a flip happened that did not.
+        return None
     now = timezone.now()
     PlatformSwitch.objects.filter(pk=PlatformSwitch.SINGLETON_ID).update(
         submissions_paused=paused, reason=reason, changed_by=actor, changed_at=now

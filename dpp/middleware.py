@@ -11,6 +11,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
 from dpp import context
+from dpp.admin_errors import admin_error_page, is_admin
 from dpp.metrics import HTTP_REQUESTS
 from dpp.problem_types import PROBLEM_TYPES
 from dpp.problems import (
@@ -113,23 +114,30 @@ class RequestBodyLimitMiddleware:
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
-            return problem_response(
-                PROBLEM_TYPES["malformed-request"], "Content-Length is not a number."
-            )
+            return self._refuse(request, "malformed-request", "Content-Length is not a number.")
         if limit is not None and length > limit:
-            return problem_response(
-                PROBLEM_TYPES["payload-too-large"],
+            return self._refuse(
+                request,
+                "payload-too-large",
                 f"The request body is {length} bytes; the limit is {limit} bytes.",
             )
         return self.get_response(request)
+
+    @staticmethod
+    def _refuse(request: HttpRequest, slug: str, detail: str) -> HttpResponse:
+        problem = PROBLEM_TYPES[slug]
+        if is_admin(request):
+            return admin_error_page(request, problem.status, detail)
+        return problem_response(problem, detail)
 
 
 class ProblemMiddleware:
     """Turns every error that escaped the views into ``application/problem+json``.
 
     Catches uncaught exceptions (→ 500 without a stack) and rewrites error responses that
-    Django itself produced (404 from the resolver, 405 from ``require_GET``, admin errors)
-    so that no path answers an error in any other format.
+    Django itself produced (404 from the resolver, 405 from ``require_GET``) so that no
+    API path answers an error in any other format. The admin is left to Django, whose
+    error handlers (``dpp.handlers``) render it HTML pages.
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
@@ -137,12 +145,16 @@ class ProblemMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
-        if response.status_code >= 400 and not response.get("Content-Type", "").startswith(
-            CONTENT_TYPE
+        if (
+            response.status_code >= 400
+            and not response.get("Content-Type", "").startswith(CONTENT_TYPE)
+            and not is_admin(request)
         ):
             headers = {name: response[name] for name in _KEPT_HEADERS if response.has_header(name)}
             return status_problem_response(response.status_code, headers=headers)
         return response
 
-    def process_exception(self, request: HttpRequest, exc: Exception) -> HttpResponse:
+    def process_exception(self, request: HttpRequest, exc: Exception) -> HttpResponse | None:
+        if is_admin(request):
+            return None
         return to_response(exc) or internal_error_response(request, exc)

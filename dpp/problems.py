@@ -138,12 +138,17 @@ def exception_handler(exc: Exception, ctx: Mapping[str, Any]) -> HttpResponse | 
     return to_response(exc)
 
 
-def internal_error_response(request: HttpRequest | None, exc: BaseException | None) -> HttpResponse:
+def log_internal_error(request: HttpRequest | None, exc: BaseException | None) -> None:
+    """The traceback goes to the log, never to the client."""
     logger.error(
         "unhandled error",
         exc_info=(type(exc), exc, exc.__traceback__) if exc else None,
         extra={"path": request.path if request else None},
     )
+
+
+def internal_error_response(request: HttpRequest | None, exc: BaseException | None) -> HttpResponse:
+    log_internal_error(request, exc)
     return problem_response(
         PROBLEM_TYPES["internal-error"],
         "An internal error occurred. It has been logged; quote the instance to support.",

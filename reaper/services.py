@@ -5,6 +5,8 @@ a reaper racing a worker, can never both act on one run. Each scan is bounded by
 ``DPP_REAPER_BATCH_SIZE``; a backlog drains over several ticks.
 """
 
+from __future__ import annotations
+
 import logging
 import uuid
 from collections import Counter
@@ -16,6 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing import services as billing
+from billing.money import micros_to_usd
 from dpp.metrics import AUDIT_REQUIRED
 from dpp.tracing import span_linked_to
 from reaper.audit import Violation, run_audit
@@ -24,18 +27,49 @@ from runs import lifecycle
 from runs.models import Run, RunEvent
 from runs.publishing import publish_run
 from runs.receipts import Receipt, delete_receipt, read_receipt, receipt_matches
+from runs.resolutions import (
+    Complete,
+    Fail,
+    ReceiptNotVerified,
+    Refund,
+    Resolution,
+    ResolutionRefused,
+)
 
 logger = logging.getLogger(__name__)
 
 WORKER_TIMEOUT = "WORKER_TIMEOUT"
 
 
-class AlreadyResolved(ValueError):
+class AlreadyResolved(ResolutionRefused):
     """The run is not (or no longer) AUDIT_REQUIRED: someone resolved it first."""
 
-    def __init__(self, run_id: uuid.UUID) -> None:
-        super().__init__(f"run {run_id} is not AUDIT_REQUIRED: only those can be resolved")
+    def __init__(self, run_id: uuid.UUID, message: str) -> None:
+        super().__init__(message)
         self.run_id = run_id
+
+    @classmethod
+    def of(cls, run: Run) -> AlreadyResolved:
+        """Says who resolved the run and when, read after the resolution lost its race."""
+        latest = AuditResolution.objects.filter(run_id=run.id).order_by("-created_at").first()
+        if latest is None:
+            money_state = Run.objects.filter(id=run.id).values_list("money_state", flat=True)
+            return cls(
+                run.id,
+                f"Run {run.id} is not AUDIT_REQUIRED (its money is "
+                f"{money_state.first() or 'unknown'}): there is nothing to resolve.",
+            )
+        return cls(
+            run.id,
+            f"Run {run.id} was already resolved by {latest.actor} at "
+            f"{latest.created_at:%Y-%m-%d %H:%M:%S} UTC ({latest.get_outcome_display()}, "
+            f"charged ${micros_to_usd(latest.charge_micros)}); nothing was changed.",
+        )
+
+
+class NoteRequired(ResolutionRefused):
+    def __init__(self) -> None:
+        super().__init__("A resolution needs a note: what you found and why you decided.")
 
 
 @dataclass
@@ -278,42 +312,66 @@ def purge_expired_results(*, now: datetime | None = None) -> ScanResult:
 # --- Operators ------------------------------------------------------------------------
 
 
-@transaction.atomic
 def resolve_audit(
     *,
     run: Run,
     actor: str,
     note: str,
-    resolution: str,
-    charge_micros: int = 0,
+    outcome: str,
+    fee_micros: int | None = None,
     adjust_micros: int = 0,
 ) -> AuditResolution:
-    """Close an AUDIT_REQUIRED run by an operator's decision, recorded with who and why.
+    """Close an AUDIT_REQUIRED run with one of the outcomes the public contract allows.
 
-    ``resolution`` SETTLED posts ``charge_micros`` of the reservation; REFUNDED voids it.
-    A run already finalized in the ledger keeps its transfer, and an ``adjust_micros``
-    correction — positive credits the tenant — goes through ``billing.adjust``. Money
-    never changes by editing fields.
+    ``complete`` reads the run's receipt from object storage (before the transaction: no
+    lock is held while storage answers) and lets ``lifecycle.resolve`` verify it;
+    ``fail`` charges ``fee_micros``, at most the run's minimum fee; ``refund`` voids the
+    reservation. The transition, its RunEvent, its money, an optional ``adjust_micros``
+    correction (positive credits the tenant) and this record commit together or not at
+    all. Raises ``ResolutionRefused`` (its message is for the operator) or
+    ``AlreadyResolved``.
     """
     if not note.strip():
-        raise ValueError("a resolution needs a note")
-    resolved = lifecycle.resolve(
-        run=run, resolution=resolution, charge_micros=charge_micros, actor=actor, note=note
-    )
-    if resolved is None:
-        raise AlreadyResolved(run.id)
-    if adjust_micros:
-        billing.adjust(
-            account=run.tenant.account,
-            amount_micros=adjust_micros,
-            reason=f"audit resolution of run {run.id}: {note}"[:500],
+        raise NoteRequired
+    resolution = _resolution(run, outcome=outcome, fee_micros=fee_micros)
+    with transaction.atomic():
+        resolved = lifecycle.resolve(run_id=run.id, resolution=resolution, actor=actor, note=note)
+        if resolved is None:
+            raise AlreadyResolved.of(run)
+        if adjust_micros:
+            billing.adjust(
+                account=run.tenant.account,
+                amount_micros=adjust_micros,
+                reason=f"audit resolution of run {run.id}: {note}"[:500],
+                actor=actor,
+            )
+        return AuditResolution.objects.create(
+            run=run,
             actor=actor,
+            note=note,
+            outcome=outcome,
+            resulting_money_state=resolved.money_state,
+            charge_micros=resolved.charged_micros,
+            adjust_micros=adjust_micros,
         )
-    return AuditResolution.objects.create(
-        run=run,
-        actor=actor,
-        note=note,
-        resulting_money_state=resolved.money_state,
-        charge_micros=resolved.charged_micros,
-        adjust_micros=adjust_micros,
-    )
+
+
+def _resolution(run: Run, *, outcome: str, fee_micros: int | None) -> Resolution:
+    if outcome == AuditResolution.Outcome.COMPLETE:
+        try:
+            receipt = read_receipt(run)
+        except Exception as exc:
+            raise ResolutionRefused(
+                f"Object storage did not answer ({type(exc).__name__}): the receipt of run "
+                f"{run.id} cannot be verified now. Try again, or choose another outcome."
+            ) from exc
+        if receipt is None:
+            raise ReceiptNotVerified(run.id, ["no receipt in object storage"])
+        return Complete(receipt)
+    if outcome == AuditResolution.Outcome.FAIL:
+        if fee_micros is None:
+            raise ResolutionRefused("A failed run needs its fee: at most the minimum fee.")
+        return Fail(fee_micros)
+    if outcome == AuditResolution.Outcome.REFUND:
+        return Refund()
+    raise ResolutionRefused(f"Unknown outcome {outcome!r}: choose complete, fail or refund.")

@@ -22,19 +22,37 @@ from django.utils import timezone
 
 from billing import services as billing
 from billing.fees import minimum_fee
+from billing.models import Transfer
+from billing.money import micros_to_usd, require_micros
 from dpp import context, metrics
 from dpp.models import Tenant
 from runs.models import Run, RunEvent
-from runs.receipts import Receipt
+from runs.receipts import Receipt, receipt_matches
+from runs.resolutions import (
+    Complete,
+    Fail,
+    FeeAboveMinimum,
+    LedgerDisagrees,
+    ReceiptNotVerified,
+    Resolution,
+)
 
 logger = logging.getLogger(__name__)
 
 Event = RunEvent.Kind
 RunId = str | uuid.UUID
 
-# Reason codes of the failures this module decides itself.
+# Reason codes of the failures this module decides itself, and what the tenant reads for
+# them: error.detail is public, so it never carries a receipt's content (which may name
+# another tenant); the full reasons stay in the run's history and the logs.
 QUEUE_TIMEOUT = "QUEUE_TIMEOUT"
 RECEIPT_INVALID = "RECEIPT_INVALID"
+RECEIPT_INVALID_DETAIL = (
+    "The run's result could not be verified. An operator is reviewing it; until then "
+    "only the reservation is held."
+)
+AUDIT_RESOLVED = "AUDIT_RESOLVED"
+AUDIT_RESOLVED_DETAIL = "An operator reviewed the run and closed it without a result."
 
 _DETAIL_MAX_CHARS = 500
 
@@ -387,7 +405,8 @@ def flag_invalid_receipt(
     """A receipt that does not match its run: money stays reserved until a person decides.
 
     Like every reaper step it acts only on the lease it judged, still expired at ``now``:
-    a worker that renewed it in the meantime keeps its run.
+    a worker that renewed it in the meantime keeps its run. ``reasons`` go to the run's
+    history (the admin), the tenant reads ``RECEIPT_INVALID_DETAIL``.
     """
     detail = "; ".join(reasons)
     return _transition(
@@ -402,7 +421,7 @@ def flag_invalid_receipt(
         changes={
             "money_state": Run.MoneyState.AUDIT_REQUIRED,
             "error_reason_code": RECEIPT_INVALID,
-            "error_detail": detail[:_DETAIL_MAX_CHARS],
+            "error_detail": RECEIPT_INVALID_DETAIL,
         },
         now=now,
         lease_token=lease_token,
@@ -438,54 +457,97 @@ def mark_result_purged(*, run_id: RunId, now: datetime) -> bool:
 
 @dataclass(frozen=True)
 class Resolved:
-    """How an audit resolution ended in the ledger."""
+    """Where an audit resolution left the run, and what it charged."""
 
+    status: str
     money_state: str
     charged_micros: int
 
 
 @transaction.atomic(savepoint=False)
-def resolve(
-    *, run: Run, resolution: str, charge_micros: int, actor: str, note: str
-) -> Resolved | None:
-    """AUDIT_REQUIRED → SETTLED or REFUNDED by an operator's decision; None if not flagged.
+def resolve(*, run_id: RunId, resolution: Resolution, actor: str, note: str) -> Resolved | None:
+    """AUDIT_REQUIRED → an operator's outcome and its money, in one transaction.
 
-    ``resolution`` SETTLED posts ``charge_micros`` of the reservation, REFUNDED voids it.
-    A run the ledger finalized already keeps that transfer: the ledger decides the
-    resulting money state. A run that never finished ends FAILED.
+    ``Complete`` verifies the receipt against the locked row (``receipt_matches``) and
+    ends COMPLETED with its result, charged the receipt's charge; ``Fail`` ends FAILED,
+    charged at most the minimum fee; ``Refund`` voids the reservation (an unfinished run
+    ends FAILED). A run the ledger already finalized keeps that transfer, so the outcome
+    must agree with it. ``ResolutionRefused`` rolls everything back; None means the run
+    is not (or no longer) flagged.
     """
-    if resolution not in (Run.MoneyState.SETTLED, Run.MoneyState.REFUNDED):
-        raise ValueError(f"resolution must be SETTLED or REFUNDED, not {resolution}")
     # Lock the row first: the money below depends on the run still being flagged, and a
     # second operator must wait for this decision instead of writing a second one.
     locked = (
         Run.objects.select_for_update()
-        .filter(id=run.id, money_state=Run.MoneyState.AUDIT_REQUIRED)
+        .filter(id=run_id, money_state=Run.MoneyState.AUDIT_REQUIRED)
         .first()
     )
     if locked is None:
         return None
-    if resolution == Run.MoneyState.SETTLED:
-        finalized = billing.settle(run=locked, charge_micros=charge_micros)
+    now = timezone.now()
+    changes, kind, charge = _resolution_changes(locked, resolution, now=now)
+    if kind == Transfer.Kind.SETTLE:
+        finalized = billing.settle(run=locked, charge_micros=charge)
     else:
         finalized = billing.void(run=locked)
+    if finalized.result != billing.Finalization.POSTED and (
+        finalized.transfer.kind,
+        finalized.charged_micros,
+    ) != (kind, charge):
+        raise LedgerDisagrees(
+            locked.id,
+            kind=finalized.transfer.kind,
+            amount_micros=finalized.transfer.amount_micros,
+            transfer_id=finalized.transfer.pk,
+        )
     money_state = (
-        Run.MoneyState.REFUNDED
-        if finalized.transfer.kind == finalized.transfer.Kind.VOID
-        else Run.MoneyState.SETTLED
+        Run.MoneyState.SETTLED if kind == Transfer.Kind.SETTLE else Run.MoneyState.REFUNDED
     )
-    now = timezone.now()
     _transition(
         locked.id,
         Event.RESOLVED,
         guard=Q(money_state=Run.MoneyState.AUDIT_REQUIRED),
-        changes={
-            "money_state": money_state,
-            "status": locked.status if locked.is_terminal else Run.Status.FAILED,
-            "actual_cost_micros": finalized.charged_micros,
-            "completed_at": locked.completed_at or now,
-        },
+        changes={**changes, "money_state": money_state, "actual_cost_micros": charge},
         now=now,
-        detail=f"{money_state} by {actor}: {note}",
+        detail=f"{changes['status']} {money_state} ${micros_to_usd(charge)} by {actor}: {note}",
     )
-    return Resolved(money_state=money_state, charged_micros=finalized.charged_micros)
+    return Resolved(status=changes["status"], money_state=money_state, charged_micros=charge)
+
+
+def _resolution_changes(
+    run: Run, resolution: Resolution, *, now: datetime
+) -> tuple[dict[str, Any], str, int]:
+    """The run's new fields, the finalizing transfer's kind and the charge of an outcome."""
+    completed_at = run.completed_at or now
+    if isinstance(resolution, Complete):
+        reasons = receipt_matches(run, resolution.receipt)
+        if reasons:
+            raise ReceiptNotVerified(run.id, reasons)
+        completed = Completed.from_receipt(resolution.receipt)
+        changes = {
+            "status": Run.Status.COMPLETED,
+            "result_key": completed.result_key,
+            "result_sha256": completed.result_sha256,
+            "result_size": completed.result_size,
+            "error_reason_code": "",
+            "error_detail": "",
+            "completed_at": completed_at,
+        }
+        return changes, Transfer.Kind.SETTLE, completed.charge_micros
+    if isinstance(resolution, Fail):
+        fee = require_micros(resolution.fee_micros, name="fee_micros")
+        if not 0 <= fee <= run.minimum_fee_micros:
+            raise FeeAboveMinimum(run.id, fee, run.minimum_fee_micros)
+        return _failed(run, completed_at), Transfer.Kind.SETTLE, fee
+    if run.status == Run.Status.COMPLETED:
+        # A refunded result stays the tenant's: only the charge goes.
+        return {"status": run.status, "completed_at": completed_at}, Transfer.Kind.VOID, 0
+    return _failed(run, completed_at), Transfer.Kind.VOID, 0
+
+
+def _failed(run: Run, completed_at: datetime) -> dict[str, Any]:
+    """FAILED, keeping the reason the run already gives its tenant, if any."""
+    changes: dict[str, Any] = {"status": Run.Status.FAILED, "completed_at": completed_at}
+    if not run.error_reason_code:
+        changes |= {"error_reason_code": AUDIT_RESOLVED, "error_detail": AUDIT_RESOLVED_DETAIL}
+    return changes

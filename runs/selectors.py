@@ -34,3 +34,9 @@ def in_flight_count(*, tenant: Tenant) -> int:
     return Run.objects.filter(
         tenant=tenant, status__in=[Run.Status.QUEUED, Run.Status.PROCESSING]
     ).count()
+
+
+def audit_required_count() -> int:
+    """Runs waiting for an operator's resolution (the ``run_money_state`` index counts
+    them without reading the rest of the table)."""
+    return Run.objects.filter(money_state=Run.MoneyState.AUDIT_REQUIRED).count()

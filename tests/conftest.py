@@ -2,7 +2,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractUser
 from django.core.cache import cache
+from django.test import Client
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from rest_framework.test import APIClient
@@ -58,6 +61,20 @@ def tenant(account):
 def auth_client(tenant) -> APIClient:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {issue_token(tenant)}")
+    return client
+
+
+@pytest.fixture
+def operator(db) -> AbstractUser:
+    """The on-call operator: a superuser, signed in with ``force_login`` (no password)."""
+    return get_user_model().objects.create_superuser("oncall", "oncall@example.com", None)
+
+
+@pytest.fixture
+def admin_client(operator: AbstractUser) -> Client:
+    """The operator's browser session in the admin."""
+    client = Client()
+    client.force_login(operator)
     return client
 
 

@@ -184,7 +184,7 @@ def test_damaged_receipt_is_flagged_never_settled_and_resolved_by_an_operator(
             run=run,
             actor="oncall",
             note="receipt bytes do not match their sha256; refunding",
-            resolution=Run.MoneyState.REFUNDED,
+            outcome="refund",
         )
     resolved = scenario.books()
     assert (resolved.refunded, resolved.audit_required, resolved.pending) == (2, 0, 0)

@@ -44,14 +44,15 @@ def test_body_over_the_limit_to_a_drf_endpoint_is_a_413_problem(client):
     assert_problem(response, 413, "payload-too-large")
 
 
+@with_test_urls
 @override_settings(DATA_UPLOAD_MAX_MEMORY_SIZE=1024)
 def test_body_over_the_limit_to_a_plain_django_endpoint_is_a_413_problem(client):
-    response = client.post("/admin/login/", data={"username": "x" * 2048, "password": "y"})
+    response = client.post("/t/session-form", data={"username": "x" * 2048, "password": "y"})
     assert_problem(response, 413, "payload-too-large")
 
 
 def test_request_data_too_big_raised_while_parsing_is_a_413_problem():
-    response = bad_request(RequestFactory().post("/admin/login/"), RequestDataTooBig("big"))
+    response = bad_request(RequestFactory().post("/v1/runs"), RequestDataTooBig("big"))
     assert response.status_code == 413
     assert json.loads(response.content)["type"] == "/problems/payload-too-large"
 

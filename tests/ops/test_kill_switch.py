@@ -235,6 +235,48 @@ def test_the_admin_refuses_a_change_without_a_reason(browser):
     assert not PlatformSwitchChange.objects.exists()
 
 
+def test_saving_the_switch_unchanged_writes_no_second_history_entry(browser, caplog):
+    browser.get("/admin/dpp/platformswitch/")
+    form = {"submissions_paused": "on", "change_reason": "bad deploy, rolling back"}
+    with committed():
+        first = browser.post("/admin/dpp/platformswitch/1/change/", form, follow=True)
+    assert "changed successfully" in first.content.decode()
+    caplog.clear()
+
+    with caplog.at_level(logging.WARNING, logger="dpp.kill_switch"), committed():
+        again = browser.post(
+            "/admin/dpp/platformswitch/1/change/",
+            {**form, "change_reason": "saved again"},
+            follow=True,
+        )
+
+    page = again.content.decode()
+    assert "Submissions were already paused: nothing changed" in page
+    assert "changed successfully" not in page
+    assert list(PlatformSwitchChange.objects.values_list("reason", flat=True)) == [
+        "bad deploy, rolling back"
+    ]
+    assert PlatformSwitch.objects.get().reason == "bad deploy, rolling back"
+    assert not [r for r in caplog.records if r.getMessage() == "submissions paused"]
+    assert LogEntry.objects.filter(user__username="oncall").count() == 1
+
+
+def test_every_admin_page_carries_a_banner_while_submissions_are_paused(browser):
+    pages = ("/admin/", "/admin/runs/run/", "/admin/billing/account/")
+    for url in pages:
+        assert "dpp-paused-banner" not in browser.get(url).content.decode()
+
+    pause("incident 42: settlements look wrong")
+
+    for url in pages:
+        page = browser.get(url).content.decode()
+        assert 'id="dpp-paused-banner"' in page
+        assert "PAUSED by oncall at " in page
+        assert "incident 42: settlements look wrong" in page
+    resume()
+    assert "dpp-paused-banner" not in browser.get("/admin/").content.decode()
+
+
 def test_every_flip_is_a_history_row_shown_in_the_admin(browser):
     pause("first")
     resume("second", actor="lead")
@@ -294,6 +336,17 @@ def test_with_the_cache_down_the_switch_reads_the_database(client, funded_accoun
     assert kill_switch.submissions_paused() is True
     resume("ok")
     assert kill_switch.submissions_paused() is False
+
+
+def test_the_command_line_records_nothing_when_the_switch_already_says_so(db, capsys):
+    with committed():
+        call_command("dpp_submissions", "pause", "--reason", "first", "--actor", "ops:kim")
+        call_command("dpp_submissions", "pause", "--reason", "second", "--actor", "ops:lee")
+
+    output = capsys.readouterr()
+    assert "Submissions were already paused: nothing recorded." in output.err
+    assert output.out.splitlines()[-1].startswith("PAUSED by ops:kim at ")
+    assert list(PlatformSwitchChange.objects.values_list("reason", flat=True)) == ["first"]
 
 
 def test_the_command_line_pauses_resumes_and_records_the_actor(db, capsys):

@@ -6,8 +6,6 @@ from collections.abc import Iterator
 import pytest
 from celery import Celery
 from celery import _state as celery_state
-from django.contrib.auth.models import User
-from django.test import Client
 
 from dpp.logging import JsonFormatter
 from tests.reaper.helpers import Broker, JsonLines
@@ -57,15 +55,3 @@ def json_logs() -> Iterator[JsonLines]:
     root.addHandler(handler)
     yield JsonLines(lambda: [json.loads(line) for line in stream.getvalue().splitlines()])
     root.removeHandler(handler)
-
-
-@pytest.fixture
-def operator(db) -> User:
-    return User.objects.create_superuser("oncall", "oncall@example.com", password=None)
-
-
-@pytest.fixture
-def admin_client(operator: User) -> Client:
-    client = Client()
-    client.force_login(operator)
-    return client

@@ -11,6 +11,7 @@ from reaper import services, tasks
 from reaper.audit import audit
 from runs import execution, lifecycle
 from runs.models import Run, RunEvent
+from tests.factories import issue_token
 from tests.reaper.helpers import (
     RESULT_BODY,
     Broker,
@@ -191,7 +192,9 @@ def test_invalid_receipt_flags_the_run_audit_required_and_leaves_the_reservation
     (line,) = json_logs.critical()
     assert line["reconcile_type"] == "no_receipt_audit"
     assert (line["run_id"], line["tenant_id"]) == (str(run.id), str(run.tenant_id))
-    assert line["detail"] == run.error_detail
+    # The reasons go to the log and the run's history; the tenant reads a generic detail.
+    assert line["detail"] == run.events.get(kind="AUDIT_FLAGGED").detail != ""
+    assert run.error_detail == lifecycle.RECEIPT_INVALID_DETAIL
     assert history(run) == [("CLAIMED", 1), ("AUDIT_FLAGGED", 1)]
     # Flagged is known: the ledger is consistent and the next scans leave the run alone.
     assert audit() == []
@@ -378,3 +381,41 @@ def test_each_scan_handles_at_most_the_batch_size(make_run, broker: Broker, sett
     assert sorted(broker.drain()) == sorted(str(run.id) for run in batch)
     # Oldest expiry first.
     assert Run.objects.filter(status="QUEUED").count() == 5
+
+
+def test_a_flagged_runs_public_error_never_carries_the_receipts_content(
+    make_run,
+    funded_account: Account,
+    local_results: Path,
+    api_client,
+    json_logs: JsonLines,
+    django_capture_on_commit_callbacks,
+):
+    """A damaged receipt may name another tenant: the tenant's API says only that the
+    result could not be verified; the reasons stay in the admin and the logs."""
+    other_tenant = str(uuid.uuid4())
+    run = make_run()
+    current = lease(run)
+    receipt = receipt_for(current)
+    rewrite_metadata(local_results, run, tenant_id=other_tenant, lease_token="lease-of-someone")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert tasks.expire_leases() == {"audit_required": 1}
+
+    client = api_client
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {issue_token(funded_account.tenant)}")
+    one = client.get(f"/v1/runs/{run.id}")
+    listing = client.get("/v1/runs")
+
+    assert one.status_code == listing.status_code == 200
+    assert one.json()["error"] == {
+        "reason_code": "RECEIPT_INVALID",
+        "detail": lifecycle.RECEIPT_INVALID_DETAIL,
+    }
+    for public in (one.content.decode(), listing.content.decode()):
+        for secret in (other_tenant, "lease-of-someone", receipt.key, receipt.body_sha256):
+            assert secret not in public
+    flagged = run.events.get(kind="AUDIT_FLAGGED").detail
+    assert f"tenant-id '{other_tenant}' is not the run's tenant" in flagged
+    assert "lease-of-someone" in flagged
+    (alert,) = json_logs.critical()
+    assert other_tenant in alert["detail"]

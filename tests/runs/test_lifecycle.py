@@ -81,7 +81,7 @@ def _flag_by_audit(run: Run) -> None:
 
 
 def _resolve(run: Run) -> None:
-    reaper.resolve_audit(run=run, actor="oncall", note="checked", resolution="REFUNDED")
+    reaper.resolve_audit(run=run, actor="oncall", note="checked", outcome="refund")
 
 
 ROWS = [

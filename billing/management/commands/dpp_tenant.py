@@ -12,7 +12,7 @@ from django.db import transaction
 from billing import services
 from billing.errors import BillingError
 from billing.management.commands._cli import default_actor, parse_usd
-from billing.money import micros_to_usd
+from billing.money import InvalidAmount, micros_to_usd
 from dpp.errors import ApiKeyNotFound
 from dpp.services import api_key_issue, api_key_revoke
 
@@ -48,7 +48,7 @@ class Command(BaseCommand):
                     actor=options["actor"] or default_actor(),
                 )
                 issued = api_key_issue(tenant=account.tenant, label="created by dpp_tenant")
-        except BillingError as exc:
+        except (BillingError, InvalidAmount) as exc:
             raise CommandError(str(exc)) from exc
         if options["json"]:
             self.stdout.write(

@@ -39,9 +39,12 @@ class Command(BaseCommand):
                 else kill_switch.submissions_resume
             )
             try:
-                flip(actor=actor, reason=reason, source=PlatformSwitchChange.Source.CLI)
+                change = flip(actor=actor, reason=reason, source=PlatformSwitchChange.Source.CLI)
             except SwitchChangeRejected as exc:
                 raise CommandError(f"{exc} (--{exc.missing})") from exc
+            if change is None:
+                already = "paused" if action == "pause" else "open"
+                self.stderr.write(f"Submissions were already {already}: nothing recorded.")
         state = kill_switch.switch_state()
         if options["json"]:
             self.stdout.write(
