@@ -30,11 +30,14 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-cache --no-logo
 
-# promtool (alert rules) and docker-compose (compose validation) come from Debian.
+# From Debian: promtool (alert rules), docker-compose (compose validation), and Chromium
+# with its WebDriver (the browser tests of the admin drive a headless Chromium).
 tools:
-	@command -v promtool >/dev/null && command -v docker-compose >/dev/null || { \
+	@command -v promtool >/dev/null && command -v docker-compose >/dev/null \
+	  && command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-	  apt-get install -y -qq --no-install-recommends prometheus docker-compose; }
+	  apt-get install -y -qq --no-install-recommends \
+	    prometheus docker-compose chromium chromium-driver; }
 
 # The suite's own var/ (filesystem broker, scratch files) starts empty on every run.
 test: lint tools

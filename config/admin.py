@@ -20,6 +20,8 @@ class DppAdminSite(admin.AdminSite):
     site_header = "DecisionProof Platform"
     site_title = "DPP admin"
     index_title = "Operations"
+    # The lists need the width of a 1400-pixel screen; the breadcrumbs lead home.
+    enable_nav_sidebar = False
 
     def each_context(self, request: HttpRequest) -> dict[str, Any]:
         context = super().each_context(request)

@@ -187,14 +187,14 @@ class RunAdmin(admin.ModelAdmin):
     list_display = (
         "short_id",
         "tenant_link",
-        "pack_type",
+        "pack",
         "status",
         "money",
         "reserved_usd",
         "charged_usd",
         "attempts",
-        "error_reason_code",
-        "created_at",
+        "reason",
+        "created",
     )
     list_filter = (NeedsAuditFilter, "status", "money_state", "pack_type")
     search_fields = ("id", "tenant__name", "idempotency_key")
@@ -268,6 +268,18 @@ class RunAdmin(admin.ModelAdmin):
     @admin.display(description="tenant", ordering="tenant__name")
     def tenant_link(self, run: Run) -> str:
         return change_link("dpp_tenant", run.tenant_id, run.tenant.name)
+
+    @admin.display(description="pack", ordering="pack_type")
+    def pack(self, run: Run) -> str:
+        return run.pack_type
+
+    @admin.display(description="reason", ordering="error_reason_code")
+    def reason(self, run: Run) -> str:
+        return run.error_reason_code or "-"
+
+    @admin.display(description="created (UTC)", ordering="created_at")
+    def created(self, run: Run) -> str:
+        return f"{run.created_at:%Y-%m-%d %H:%M:%S}"
 
     @admin.display(description="account")
     def account_link(self, run: Run) -> str:

@@ -1,4 +1,4 @@
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -9,12 +9,14 @@ from django.test import Client
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from rest_framework.test import APIClient
+from selenium.webdriver.remote.webdriver import WebDriver
 
 from billing import services as billing
 from billing.fees import minimum_fee
 from billing.models import Account
 from dpp import tracing
 from runs.models import Run
+from tests.browser import Page, start_chromium
 from tests.execution.packs import PACK_LOG_ENV, TEST_PACKS
 from tests.factories import USD, AccountFactory, RunFactory, issue_token
 from tests.payloads import decision_inputs
@@ -76,6 +78,28 @@ def admin_client(operator: AbstractUser) -> Client:
     client = Client()
     client.force_login(operator)
     return client
+
+
+@pytest.fixture(scope="session")
+def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
+    """One headless Chromium for the session (tests/browser.py)."""
+    driver = start_chromium(tmp_path_factory.mktemp("chromium-profile"))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture
+def page(chromium: WebDriver, live_server, settings, monkeypatch: pytest.MonkeyPatch) -> Page:
+    """The browser on the test server (``live_server``, which commits what it writes),
+    without the cookies an earlier test left."""
+    # The browser keeps its connections to the server alive, and with them the request
+    # threads: each must close its database connection after every request, or the test
+    # database could not be dropped at the end of the session.
+    monkeypatch.setitem(settings.DATABASES["default"], "CONN_MAX_AGE", 0)
+    chromium.delete_all_cookies()
+    return Page(chromium, live_server.url)
 
 
 @pytest.fixture

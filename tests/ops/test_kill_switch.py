@@ -264,17 +264,17 @@ def test_saving_the_switch_unchanged_writes_no_second_history_entry(browser, cap
 def test_every_admin_page_carries_a_banner_while_submissions_are_paused(browser):
     pages = ("/admin/", "/admin/runs/run/", "/admin/billing/account/")
     for url in pages:
-        assert "dpp-paused-banner" not in browser.get(url).content.decode()
+        assert "paused-banner" not in browser.get(url).content.decode()
 
     pause("incident 42: settlements look wrong")
 
     for url in pages:
         page = browser.get(url).content.decode()
-        assert 'id="dpp-paused-banner"' in page
+        assert 'id="paused-banner"' in page
         assert "PAUSED by oncall at " in page
         assert "incident 42: settlements look wrong" in page
     resume()
-    assert "dpp-paused-banner" not in browser.get("/admin/").content.decode()
+    assert "paused-banner" not in browser.get("/admin/").content.decode()
 
 
 def test_every_flip_is_a_history_row_shown_in_the_admin(browser):

@@ -304,7 +304,7 @@ def test_complete_charges_the_receipts_verified_charge_and_delivers_the_result(
 ):
     run = flagged_with_a_valid_receipt()
     page = admin_client.get(resolve_page(run)).content.decode()
-    assert '<strong id="dpp-verified-charge">0.009000</strong> USD' in page
+    assert '<strong id="verified-charge">0.009000</strong> USD' in page
 
     response = resolve(admin_client, run, outcome="complete", note="the receipt is valid")
 
