@@ -51,6 +51,7 @@ def seed() -> dict:
         run=outcome.run,
         actor="test",
         note="round-trip data",
+        outcome=AuditResolution.Outcome.FAIL,
         resulting_money_state=Run.MoneyState.SETTLED,
     )
     submissions_pause(actor="test", reason="round-trip data")
