@@ -1,5 +1,5 @@
 """The admin is a browser application: its errors are HTML pages, while every other path
-keeps answering problem documents (DESIGN.md §4)."""
+keeps answering problem documents (docs/design.md §4, §8)."""
 
 import pytest
 from django.test import Client, override_settings
