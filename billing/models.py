@@ -94,6 +94,13 @@ class Transfer(models.Model):
     charge, never more than the reservation) and releases the rest; VOID releases the
     whole reservation (``amount`` is what it released); ADJUST is an operator's signed
     correction: positive credits, negative debits.
+
+    ``available_after_micros`` is the account's available balance right after this
+    transfer, written by the INSERT that follows the account's UPDATE while its row lock is
+    held: per account, ids follow the order in which transfers moved the balance, so the
+    newest transfer's value is the balance (docs/billing.md, "The statement").
+    A SETTLE or VOID states the ``outcome`` of the run it finalizes, as a TigerBeetle
+    transfer carries its ``code``: the usage rollups count runs from the ledger alone.
     """
 
     class Kind(models.TextChoices):
@@ -103,6 +110,13 @@ class Transfer(models.Model):
         VOID = "VOID"
         ADJUST = "ADJUST"
 
+    class Outcome(models.TextChoices):
+        """How the run a SETTLE or VOID finalizes ended (the run's terminal status)."""
+
+        COMPLETED = "COMPLETED"
+        FAILED = "FAILED"
+        CANCELED = "CANCELED"
+
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="transfers")
     kind = models.CharField(max_length=8, choices=Kind.choices)
     run = models.ForeignKey(
@@ -111,11 +125,18 @@ class Transfer(models.Model):
     amount_micros = models.BigIntegerField()
     reason = models.CharField(max_length=500, blank=True)
     actor = models.CharField(max_length=200, blank=True)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, blank=True)
+    available_after_micros = models.BigIntegerField()
     trace_id = models.CharField(max_length=32, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        indexes = [models.Index(fields=["account", "kind"])]
+        indexes = [
+            models.Index(fields=["account", "kind"]),
+            # The statement: an account's transfers newest first, and its days for usage.
+            models.Index(fields=["account", "-id"], name="transfer_statement"),
+            models.Index(fields=["account", "created_at"], name="transfer_account_day"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["run"], condition=Q(kind="RESERVE"), name="transfer_one_reserve_per_run"
@@ -146,7 +167,65 @@ class Transfer(models.Model):
                 condition=~Q(kind="ADJUST") | ~Q(reason=""),
                 name="transfer_adjust_has_reason",
             ),
+            models.CheckConstraint(
+                condition=Q(
+                    kind__in=["SETTLE", "VOID"], outcome__in=["COMPLETED", "FAILED", "CANCELED"]
+                )
+                | (~Q(kind__in=["SETTLE", "VOID"]) & Q(outcome="")),
+                name="transfer_finalization_states_outcome",
+            ),
+            models.CheckConstraint(
+                condition=Q(available_after_micros__gte=0),
+                name="transfer_available_after_non_negative",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.amount_micros} µUSD"
+
+
+class UsageDay(models.Model):
+    """One account's usage on one UTC day, rolled up from its transfers.
+
+    Written only by ``billing.usage.roll_up`` (the ``billing.roll_up_usage`` beat task),
+    which computes a whole day from the ledger once the day is sealed (it ended long enough
+    ago that no transfer can still be added to it). Rows exist only for sealed days with
+    activity; ``GET /v1/usage`` computes the days after them from the ledger as it answers.
+    """
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="usage_days")
+    date = models.DateField()
+    runs_submitted = models.PositiveIntegerField(default=0)
+    runs_completed = models.PositiveIntegerField(default=0)
+    runs_failed = models.PositiveIntegerField(default=0)
+    runs_canceled = models.PositiveIntegerField(default=0)
+    spent_micros = models.BigIntegerField(default=0)
+    refunded_micros = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "date"], name="usage_one_row_per_day"),
+            models.CheckConstraint(
+                condition=Q(spent_micros__gte=0, refunded_micros__gte=0),
+                name="usage_amounts_non_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"usage of {self.account_id} on {self.date}"
+
+
+class UsageWatermark(models.Model):
+    """The rollup's progress: every day before ``unsealed_from`` is rolled up. One row."""
+
+    unsealed_from = models.DateField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(id=1), name="usage_watermark_single_row"),
+        ]
+
+    def __str__(self) -> str:
+        return f"usage rolled up before {self.unsealed_from}"

@@ -16,7 +16,7 @@ from uuid import UUID
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, Subquery
 from django.db.models.functions import Now
 
 from billing.errors import (
@@ -77,9 +77,22 @@ class Finalized:
         return self.transfer.amount_micros if self.transfer.kind == Transfer.Kind.SETTLE else 0
 
 
-def _record(**fields) -> Transfer:
-    """Append one transfer (its trace id attached) and count it once the money is real."""
-    transfer = Transfer.objects.create(trace_id=current_ids().get("trace_id", ""), **fields)
+def _record(*, account_id: int, **fields) -> Transfer:
+    """Append one transfer (its trace id attached) and count it once the money is real.
+
+    Called right after the UPDATE that moved the account, whose row lock this transaction
+    now holds until it commits: the balance the INSERT reads is exactly the one this
+    transfer left, and the next transfer of the account takes a later id.
+    """
+    available = Account.objects.filter(pk=account_id).values(
+        balance=F("credits_posted") - F("debits_posted") - F("debits_pending")
+    )
+    transfer = Transfer.objects.create(
+        account_id=account_id,
+        available_after_micros=Subquery(available[:1]),
+        trace_id=current_ids().get("trace_id", ""),
+        **fields,
+    )
     transaction.on_commit(
         lambda: MONEY.labels(kind=transfer.kind.lower()).inc(abs(transfer.amount_micros))
     )
@@ -294,28 +307,33 @@ def reserve(*, run: RunRef, amount_micros: int) -> Transfer:
 
 
 @transaction.atomic
-def settle(*, run: RunRef, charge_micros: int) -> Finalized:
+def settle(*, run: RunRef, charge_micros: int, outcome: str) -> Finalized:
     """Post ``charge_micros`` (0 ≤ charge ≤ reserved) and release the whole reservation.
 
+    ``outcome`` is how the run ended (``Transfer.Outcome``), kept on the transfer.
     Idempotent: if the run already has a SETTLE or VOID, the result says which and carries
     that transfer, and nothing moves — a second finalize never writes a second debit.
     """
     charge_micros = require_micros(charge_micros, name="charge_micros")
     if charge_micros < 0:
         raise InvalidAmount("A charge must not be negative.")
-    return _finalize(run=run, kind=Transfer.Kind.SETTLE, charge_micros=charge_micros)
+    return _finalize(
+        run=run, kind=Transfer.Kind.SETTLE, charge_micros=charge_micros, outcome=outcome
+    )
 
 
 @transaction.atomic
-def void(*, run: RunRef) -> Finalized:
+def void(*, run: RunRef, outcome: str) -> Finalized:
     """Release the whole reservation without a charge; the transfer's amount is the release.
 
     Idempotent in the same way as ``settle``.
     """
-    return _finalize(run=run, kind=Transfer.Kind.VOID, charge_micros=0)
+    return _finalize(run=run, kind=Transfer.Kind.VOID, charge_micros=0, outcome=outcome)
 
 
-def _finalize(*, run: RunRef, kind: str, charge_micros: int) -> Finalized:
+def _finalize(*, run: RunRef, kind: str, charge_micros: int, outcome: str) -> Finalized:
+    if outcome not in Transfer.Outcome.values:
+        raise ValueError(f"outcome must be one of {Transfer.Outcome.values}, not {outcome!r}")
     existing = _finalization(run.id)
     if existing is not None:
         return existing
@@ -330,33 +348,37 @@ def _finalize(*, run: RunRef, kind: str, charge_micros: int) -> Finalized:
     if charge_micros > reserved:
         raise ChargeExceedsReservation(run.id, charge_micros, reserved)
 
-    # Insert first: the partial unique index transfer_one_finalization_per_run makes a
-    # concurrent finalize wait for ours and then fail, so only one of them moves money.
+    # The account first, then the transfer (so the transfer records the balance it left,
+    # see _record). A concurrent finalize of the same run waits here for our row lock; the
+    # partial unique index transfer_one_finalization_per_run then refuses its INSERT, and
+    # the savepoint takes its UPDATE back: only one of them moves money.
     try:
         with transaction.atomic():
+            updated = Account.objects.filter(
+                pk=reservation.account_id, debits_pending__gte=reserved
+            ).update(
+                debits_pending=F("debits_pending") - reserved,
+                debits_posted=F("debits_posted") + charge_micros,
+                updated_at=Now(),
+            )
+            if not updated:
+                raise LedgerInconsistent(
+                    f"Account {reservation.account_id} has less pending than run {run.id} reserved."
+                )
             transfer = _record(
                 account_id=reservation.account_id,
                 kind=kind,
                 run_id=run.id,
                 amount_micros=charge_micros if kind == Transfer.Kind.SETTLE else reserved,
+                outcome=outcome,
             )
-    except IntegrityError:
+    except (IntegrityError, LedgerInconsistent):
+        # The race above, seen after the winner committed: its release may have left too
+        # little pending for ours to pass the guard, or our INSERT hit the unique index.
         existing = _finalization(run.id)
         if existing is None:
             raise
         return existing
-
-    updated = Account.objects.filter(
-        pk=reservation.account_id, debits_pending__gte=reserved
-    ).update(
-        debits_pending=F("debits_pending") - reserved,
-        debits_posted=F("debits_posted") + charge_micros,
-        updated_at=Now(),
-    )
-    if not updated:
-        raise LedgerInconsistent(
-            f"Account {reservation.account_id} has less pending than run {run.id} reserved."
-        )
     return Finalized(Finalization.POSTED, transfer)
 
 

@@ -30,6 +30,13 @@ _TYPES = [
         "syntax; nothing was written and nothing was billed.",
     ),
     ProblemType(
+        "invalid-query-parameter",
+        400,
+        "Invalid query parameter",
+        "A query parameter is malformed or out of range. The `errors` member lists each "
+        "one; its `pointer` is `/<parameter name>`. Nothing was read or written.",
+    ),
+    ProblemType(
         "idempotency-key-missing",
         400,
         "Idempotency-Key header required",
@@ -102,14 +109,24 @@ _TYPES = [
         "not-acceptable",
         406,
         "Not acceptable",
-        "The API answers `application/json` and `application/problem+json` only.",
+        "The API answers `application/json` and `application/problem+json`; the "
+        "statement (`GET /v1/ledger`) and usage (`GET /v1/usage`) also `text/csv`.",
+    ),
+    ProblemType(
+        "run-not-cancelable",
+        409,
+        "Run not cancelable",
+        "The run already ended (`COMPLETED` or `FAILED`; a `CANCELED` run answers the "
+        "cancel again with 200), or its money is held for an operator's review. The "
+        "`status` member is the run's status. Nothing was changed or billed.",
     ),
     ProblemType(
         "result-expired",
         410,
         "Result expired",
-        "The run's result passed its retention period and was deleted. The run record "
-        "and its charge remain.",
+        "The run's result passed its retention period and was deleted. The run itself, "
+        "its status and its cost, stays visible at `GET /v1/runs/{id}`, whose `result` is "
+        'then `{"expired": true, "expired_at": …}`.',
     ),
     ProblemType(
         "payload-too-large",

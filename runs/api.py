@@ -3,7 +3,6 @@
 import re
 
 from django.http import FileResponse, HttpRequest
-from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
@@ -17,11 +16,12 @@ from dpp.openapi import problem_responses
 from dpp.problems import ProblemError
 from dpp.tracing import current_traceparent
 from runs import selectors
+from runs.cancellation import cancel_run
 from runs.errors import ResultExpired, RunNotFound
 from runs.examples import DECISION_RUN
 from runs.fingerprint import request_fingerprint
 from runs.models import Run
-from runs.results import result_storage, run_id_from_token
+from runs.results import result_expired_at, result_storage, run_id_from_token
 from runs.serializers import (
     RunPageSerializer,
     RunReceiptSerializer,
@@ -139,7 +139,12 @@ class RunCollectionApi(APIView):
         operation_id="runs_list",
         summary="List your runs, newest first",
         parameters=[
-            OpenApiParameter("status", OpenApiTypes.STR, enum=Run.Status.values),
+            OpenApiParameter(
+                "status",
+                OpenApiTypes.STR,
+                enum=Run.Status.values,
+                description="Only runs in this status; `CANCELED` lists canceled runs.",
+            ),
             OpenApiParameter("limit", OpenApiTypes.INT, description="1 to 100, default 20"),
             OpenApiParameter("cursor", OpenApiTypes.STR, description="Opaque; from `next`"),
         ],
@@ -162,17 +167,81 @@ class RunDetailApi(APIView):
     @extend_schema(
         operation_id="runs_retrieve",
         summary="Poll a run",
-        responses={200: RunSerializer, **problem_responses(401, 403, 404, 410, 429)},
+        description="Status, money and, once finished, the result or the error. After the "
+        "retention period the run keeps answering with its status and cost; `result` is "
+        'then `{"expired": true, "expired_at": …}`.',
+        responses={200: RunSerializer, **problem_responses(401, 403, 404, 429)},
     )
     def get(self, request: Request, run_id: str) -> Response:
         run = selectors.run_for_tenant(tenant=request.auth, run_id=run_id)
-        if run.result_purged_at or (
-            run.status == Run.Status.COMPLETED
-            and run.retention_until
-            and run.retention_until < timezone.now()
-        ):
-            raise ResultExpired(run_id=str(run.id))
         return Response(RunSerializer(run, context={"request": request}).data)
+
+
+CANCELED_EXAMPLE = OpenApiExample(
+    "A queued run, canceled at once",
+    response_only=True,
+    status_codes=["200"],
+    value={
+        "run_id": "0b6f6a52-3c0e-4a53-9a8c-0d1e7f2a4b11",
+        "pack_type": "decision",
+        "status": "CANCELED",
+        "money_state": "REFUNDED",
+        "cost": {"reserved_usd": "0.050000", "used_usd": "0.000000", "minimum_fee_usd": "0.005000"},
+        "result": None,
+        "error": {"reason_code": "CANCELED", "detail": "Canceled by api before it started."},
+        "cancel_requested": True,
+        "attempts": 0,
+        "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+        "created_at": "2026-12-01T10:00:00.000000Z",
+        "started_at": None,
+        "completed_at": "2026-12-01T10:00:02.000000Z",
+    },
+)
+CANCEL_REQUESTED_EXAMPLE = OpenApiExample(
+    "A processing run: its worker stops at its next heartbeat",
+    response_only=True,
+    status_codes=["202"],
+    value={
+        **CANCELED_EXAMPLE.value,
+        "status": "PROCESSING",
+        "money_state": "RESERVED",
+        "cost": {"reserved_usd": "0.050000", "used_usd": None, "minimum_fee_usd": "0.005000"},
+        "error": None,
+        "attempts": 1,
+        "started_at": "2026-12-01T10:00:01.000000Z",
+        "completed_at": None,
+    },
+)
+
+
+class RunCancelApi(APIView):
+    @extend_schema(
+        operation_id="runs_cancel",
+        summary="Cancel a run",
+        description="A QUEUED run is CANCELED at once and its whole reservation returned "
+        "(200, `money_state: REFUNDED`). A PROCESSING run is asked to stop (202, "
+        "`cancel_requested: true`): its worker stops at its next heartbeat and the run "
+        "ends CANCELED, charged at most its minimum fee — unless it finished first, which "
+        "then stands. Canceling again answers the same way; a run that already ended "
+        "otherwise is a 409 `run-not-cancelable`. No body, no Idempotency-Key: the call "
+        "is idempotent. Counted against the `submit` rate-limit policy, like every POST.",
+        request=None,
+        examples=[CANCELED_EXAMPLE, CANCEL_REQUESTED_EXAMPLE],
+        responses={
+            200: OpenApiResponse(RunSerializer, description="The run is CANCELED."),
+            202: OpenApiResponse(
+                RunSerializer, description="Cancel requested; the run is still PROCESSING."
+            ),
+            **problem_responses(401, 403, 404, 409, 429),
+        },
+    )
+    def post(self, request: Request, run_id: str) -> Response:
+        run = selectors.run_for_tenant(tenant=request.auth, run_id=run_id)
+        cancellation = cancel_run(run=run, actor="api")
+        return Response(
+            RunSerializer(cancellation.run, context={"request": request}).data,
+            status=202 if cancellation.pending else 200,
+        )
 
 
 class ResultDownloadApi(APIView):
@@ -185,8 +254,10 @@ class ResultDownloadApi(APIView):
     def get(self, request: HttpRequest, token: str) -> FileResponse:
         run_id = run_id_from_token(token)
         run = Run.objects.filter(id=run_id).first() if run_id else None
-        if run is None or not run.result_key or run.result_purged_at:
+        if run is None or not run.result_key:
             raise RunNotFound
+        if result_expired_at(run) is not None:
+            raise ResultExpired(run_id=str(run.id))
         return FileResponse(
             result_storage().open(run.result_key, "rb"), content_type="application/json"
         )

@@ -97,3 +97,15 @@ class SubmissionsPaused(DomainError):
             f"downloads keep working. Retry in {retry_after} s with the same Idempotency-Key.",
             retry_after=retry_after,
         )
+
+
+class RunNotCancelable(DomainError):
+    """The run already ended (COMPLETED or FAILED), or an operator holds its money."""
+
+    slug = "run-not-cancelable"
+
+    def __init__(self, *, run, reason: str) -> None:
+        super().__init__(
+            f"This run cannot be canceled: {reason}. Nothing was changed.",
+            extensions={"run_id": str(run.id), "status": run.status},
+        )

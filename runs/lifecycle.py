@@ -13,6 +13,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from django.conf import settings
@@ -53,6 +54,8 @@ RECEIPT_INVALID_DETAIL = (
 )
 AUDIT_RESOLVED = "AUDIT_RESOLVED"
 AUDIT_RESOLVED_DETAIL = "An operator reviewed the run and closed it without a result."
+# The reason code of every CANCELED run.
+CANCELED = "CANCELED"
 
 _DETAIL_MAX_CHARS = 500
 
@@ -96,7 +99,27 @@ class Failed:
     detail: str
 
 
-Outcome = Completed | Failed
+@dataclass(frozen=True)
+class Canceled:
+    """A cancel was requested while the run was processing: it ends CANCELED, charged its
+    minimum fee (a worker was busy with it), never more."""
+
+    detail: str
+
+
+Outcome = Completed | Failed | Canceled
+
+
+class Renewal(StrEnum):
+    """What a worker's lease renewal found."""
+
+    HELD = "held"
+    """The lease is this worker's and runs another TTL."""
+    CANCEL_REQUESTED = "cancel_requested"
+    """The lease is still this worker's, but the run is to be canceled: stop, finalize it
+    as ``Canceled``. The lease is not renewed."""
+    LOST = "lost"
+    """The run is no longer under this lease: write nothing more."""
 
 
 @transaction.atomic(savepoint=False)
@@ -218,20 +241,28 @@ def claim(*, run_id: RunId) -> Lease | None:
     return Lease(run=Run.objects.get(id=run_id), token=token, expires_at=expires_at)
 
 
-def extend_lease(*, run_id: RunId, lease_token: RunId) -> bool:
-    """Push the lease TTL seconds ahead; False when the lease is no longer ours."""
+def extend_lease(*, run_id: RunId, lease_token: RunId) -> Renewal:
+    """Push the lease TTL seconds ahead, unless the lease is lost or a cancel is pending.
+
+    One UPDATE while the run goes on; the read that tells a cancel from a lost lease is
+    made only when it matched nothing.
+    """
     now = timezone.now()
+    held = Q(status=Run.Status.PROCESSING, lease_token=lease_token)
     extended = _transition(
         run_id,
         Event.LEASE_EXTENDED,
-        guard=Q(status=Run.Status.PROCESSING, lease_token=lease_token),
+        guard=held & Q(cancel_requested_at__isnull=True),
         changes={"lease_expires_at": now + timedelta(seconds=settings.DPP_LEASE_TTL_SEC)},
         now=now,
         lease_token=lease_token,
     )
     if extended:
         metrics.WORKER_HEARTBEAT.set_to_current_time()
-    return extended
+        return Renewal.HELD
+    if Run.objects.filter(held, id=run_id, cancel_requested_at__isnull=False).exists():
+        return Renewal.CANCEL_REQUESTED
+    return Renewal.LOST
 
 
 @transaction.atomic(savepoint=False)
@@ -242,19 +273,31 @@ def finalize(
     outcome: Outcome,
     expired_before: datetime | None = None,
 ) -> bool:
-    """PROCESSING → COMPLETED or FAILED and the SETTLE transfer, in one transaction.
+    """PROCESSING → COMPLETED, FAILED or CANCELED and the SETTLE transfer, in one transaction.
 
-    Completed charges ``outcome.charge_micros``; Failed charges the run's minimum fee.
+    Completed charges ``outcome.charge_micros``; Failed and Canceled charge the run's
+    minimum fee. A run with a cancel request can only end Canceled, and only such a run
+    can: whichever of the worker's finish and the tenant's cancel commits first decides.
     ``expired_before`` (the reaper's) also requires the lease to have expired before that
     instant, so a worker that renewed it in the meantime keeps its run.
-    False when the CAS is lost (the lease was taken or renewed, or the run flagged
-    AUDIT_REQUIRED): nothing is written, and a receipt already stored is left for the
-    audit and the retention purge.
+    False when the CAS is lost (the lease was taken or renewed, a cancel was requested,
+    or the run flagged AUDIT_REQUIRED): nothing is written, and a receipt already stored
+    is left for the audit and the retention purge.
     """
     now = timezone.now()
-    if isinstance(outcome, Completed):
-        status = Run.Status.COMPLETED
+    canceling = isinstance(outcome, Canceled)
+    if canceling:
+        status = Run.Status.CANCELED
         changes: dict[str, Any] = {
+            "status": status,
+            "actual_cost_micros": F("minimum_fee_micros"),
+            "error_reason_code": CANCELED,
+            "error_detail": outcome.detail[:_DETAIL_MAX_CHARS],
+        }
+        detail = status
+    elif isinstance(outcome, Completed):
+        status = Run.Status.COMPLETED
+        changes = {
             "status": status,
             "actual_cost_micros": outcome.charge_micros,
             "result_key": outcome.result_key,
@@ -275,6 +318,7 @@ def finalize(
         status=Run.Status.PROCESSING,
         lease_token=lease_token,
         money_state=Run.MoneyState.RESERVED,
+        cancel_requested_at__isnull=not canceling,
     )
     if expired_before is not None:
         guard &= Q(lease_expires_at__lt=expired_before)
@@ -296,7 +340,7 @@ def finalize(
     run = Run.objects.only(
         "id", "tenant_id", "pack_type", "reserved_micros", "actual_cost_micros", "started_at"
     ).get(id=run_id)
-    _settle(run, charge_micros=run.actual_cost_micros)
+    _settle(run, charge_micros=run.actual_cost_micros, outcome=status)
     transaction.on_commit(lambda: _count_finished(run, status=status, now=now))
     logger.info(
         "run finalized",
@@ -310,8 +354,8 @@ def finalize(
     return True
 
 
-def _settle(run: Run, *, charge_micros: int) -> None:
-    finalized = billing.settle(run=run, charge_micros=charge_micros)
+def _settle(run: Run, *, charge_micros: int, outcome: str) -> None:
+    finalized = billing.settle(run=run, charge_micros=charge_micros, outcome=outcome)
     if finalized.result != billing.Finalization.POSTED:
         # The CAS proved the run RESERVED, so the ledger should not know a finalization:
         # keep the run's transition and let the audit flag the disagreement for a person.
@@ -347,6 +391,7 @@ def requeue(*, run_id: RunId, lease_token: RunId, now: datetime) -> bool:
             money_state=Run.MoneyState.RESERVED,
             lease_token=lease_token,
             lease_expires_at__lt=now,
+            cancel_requested_at__isnull=True,
         ),
         changes={
             "status": Run.Status.QUEUED,
@@ -394,7 +439,7 @@ def time_out_queued(*, run_id: RunId, now: datetime) -> bool:
     )
     if won:
         run = Run.objects.only("id", "tenant_id", "pack_type", "started_at").get(id=run_id)
-        billing.void(run=run)
+        billing.void(run=run, outcome=Run.Status.FAILED)
         transaction.on_commit(lambda: _count_finished(run, status=Run.Status.FAILED, now=now))
     return won
 
@@ -417,6 +462,7 @@ def flag_invalid_receipt(
             money_state=Run.MoneyState.RESERVED,
             lease_token=lease_token,
             lease_expires_at__lt=now,
+            cancel_requested_at__isnull=True,
         ),
         changes={
             "money_state": Run.MoneyState.AUDIT_REQUIRED,
@@ -452,6 +498,55 @@ def mark_result_purged(*, run_id: RunId, now: datetime) -> bool:
     )
 
 
+# --- Cancel (tenants through the API, operators through the admin) ----------------------
+
+
+@transaction.atomic(savepoint=False)
+def cancel_queued(*, run_id: RunId, actor: str, now: datetime) -> bool:
+    """QUEUED → CANCELED with a VOID of the whole reservation: it never started, it costs
+    nothing. Loses to a claim (the run is then PROCESSING) and to the queue timeout."""
+    won = _transition(
+        run_id,
+        Event.CANCELED,
+        guard=Q(status=Run.Status.QUEUED, money_state=Run.MoneyState.RESERVED),
+        changes={
+            "status": Run.Status.CANCELED,
+            "money_state": Run.MoneyState.REFUNDED,
+            "actual_cost_micros": 0,
+            "cancel_requested_at": now,
+            "error_reason_code": CANCELED,
+            "error_detail": f"Canceled by {actor} before it started.",
+            "completed_at": now,
+        },
+        now=now,
+        detail=f"{Run.Status.CANCELED} by {actor} (refunded)",
+    )
+    if won:
+        run = Run.objects.only("id", "tenant_id", "pack_type", "started_at").get(id=run_id)
+        billing.void(run=run, outcome=Run.Status.CANCELED)
+        transaction.on_commit(lambda: _count_finished(run, status=Run.Status.CANCELED, now=now))
+    return won
+
+
+def request_cancel(*, run_id: RunId, actor: str, now: datetime) -> bool:
+    """PROCESSING → PROCESSING with ``cancel_requested_at``: from now on the run can only
+    end CANCELED (see ``finalize``). Its worker stops at the next renewal of its lease; the
+    reaper cancels it if the lease lapses first. False if the run is not (or no longer)
+    processing, or a cancel was requested already."""
+    return _transition(
+        run_id,
+        Event.CANCEL_REQUESTED,
+        guard=Q(
+            status=Run.Status.PROCESSING,
+            money_state=Run.MoneyState.RESERVED,
+            cancel_requested_at__isnull=True,
+        ),
+        changes={"cancel_requested_at": now},
+        now=now,
+        detail=f"by {actor}",
+    )
+
+
 # --- Operators --------------------------------------------------------------------------
 
 
@@ -473,7 +568,8 @@ def resolve(*, run_id: RunId, resolution: Resolution, actor: str, note: str) -> 
     charged at most the minimum fee; ``Refund`` voids the reservation (an unfinished run
     ends FAILED). A run the ledger already finalized keeps that transfer, so the outcome
     must agree with it. ``ResolutionRefused`` rolls everything back; None means the run
-    is not (or no longer) flagged.
+    is not (or no longer) flagged. A run whose tenant asked to cancel it ends CANCELED
+    instead of FAILED.
     """
     # Lock the row first: the money below depends on the run still being flagged, and a
     # second operator must wait for this decision instead of writing a second one.
@@ -486,10 +582,11 @@ def resolve(*, run_id: RunId, resolution: Resolution, actor: str, note: str) -> 
         return None
     now = timezone.now()
     changes, kind, charge = _resolution_changes(locked, resolution, now=now)
+    outcome = changes["status"]
     if kind == Transfer.Kind.SETTLE:
-        finalized = billing.settle(run=locked, charge_micros=charge)
+        finalized = billing.settle(run=locked, charge_micros=charge, outcome=outcome)
     else:
-        finalized = billing.void(run=locked)
+        finalized = billing.void(run=locked, outcome=outcome)
     if finalized.result != billing.Finalization.POSTED and (
         finalized.transfer.kind,
         finalized.charged_micros,
@@ -532,6 +629,8 @@ def _resolution_changes(
             "error_reason_code": "",
             "error_detail": "",
             "completed_at": completed_at,
+            # The operator's verified result stands over a cancel request (its event stays).
+            "cancel_requested_at": None,
         }
         return changes, Transfer.Kind.SETTLE, completed.charge_micros
     if isinstance(resolution, Fail):
@@ -546,8 +645,14 @@ def _resolution_changes(
 
 
 def _failed(run: Run, completed_at: datetime) -> dict[str, Any]:
-    """FAILED, keeping the reason the run already gives its tenant, if any."""
-    changes: dict[str, Any] = {"status": Run.Status.FAILED, "completed_at": completed_at}
+    """FAILED — CANCELED if its tenant asked for that — keeping the reason the run already
+    gives its tenant, if any."""
+    if run.cancel_requested_at is not None:
+        changes: dict[str, Any] = {"status": Run.Status.CANCELED, "completed_at": completed_at}
+        if not run.error_reason_code:
+            changes |= {"error_reason_code": CANCELED, "error_detail": AUDIT_RESOLVED_DETAIL}
+        return changes
+    changes = {"status": Run.Status.FAILED, "completed_at": completed_at}
     if not run.error_reason_code:
         changes |= {"error_reason_code": AUDIT_RESOLVED, "error_detail": AUDIT_RESOLVED_DETAIL}
     return changes

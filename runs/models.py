@@ -15,6 +15,7 @@ class Run(models.Model):
         PROCESSING = "PROCESSING"
         COMPLETED = "COMPLETED"
         FAILED = "FAILED"
+        CANCELED = "CANCELED"
 
     class MoneyState(models.TextChoices):
         RESERVED = "RESERVED"
@@ -22,7 +23,7 @@ class Run(models.Model):
         REFUNDED = "REFUNDED"
         AUDIT_REQUIRED = "AUDIT_REQUIRED"
 
-    TERMINAL = (Status.COMPLETED, Status.FAILED)
+    TERMINAL = (Status.COMPLETED, Status.FAILED, Status.CANCELED)
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="runs")
@@ -58,6 +59,9 @@ class Run(models.Model):
     traceparent = models.CharField(max_length=55, blank=True)
     client_trace_id = models.CharField(max_length=128, blank=True)
     retention_until = models.DateTimeField(null=True, blank=True)
+    # Set once by a cancel of a PROCESSING run: from then on the run can only end CANCELED
+    # (docs/design.md §2), whoever finishes it.
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
     result_purged_at = models.DateTimeField(null=True, blank=True)
 
     created_at = models.DateTimeField(auto_now_add=True)
@@ -98,6 +102,11 @@ class Run(models.Model):
                 condition=Q(timebox_sec__gte=1, timebox_sec__lte=90),
                 name="run_timebox_range",
             ),
+            models.CheckConstraint(
+                condition=(Q(cancel_requested_at__isnull=True) & ~Q(status="CANCELED"))
+                | Q(cancel_requested_at__isnull=False, status__in=["PROCESSING", "CANCELED"]),
+                name="run_canceled_only_by_request",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -123,6 +132,8 @@ class RunEvent(models.Model):
         AUDIT_FLAGGED = "AUDIT_FLAGGED"
         RESOLVED = "RESOLVED"
         RESULT_PURGED = "RESULT_PURGED"
+        CANCELED = "CANCELED"
+        CANCEL_REQUESTED = "CANCEL_REQUESTED"
 
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="events")
     kind = models.CharField(max_length=16, choices=Kind.choices)

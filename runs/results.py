@@ -32,8 +32,19 @@ def result_key(*, tenant_id: str, run_id: str) -> str:
     return f"results/{tenant_id}/{run_id}.json"
 
 
+def result_expired_at(run: Run) -> datetime | None:
+    """When a completed run's result passed retention (it is or is about to be deleted)."""
+    if run.status != Run.Status.COMPLETED:
+        return None
+    if run.result_purged_at is not None:
+        return min(run.result_purged_at, run.retention_until or run.result_purged_at)
+    if run.retention_until is not None and run.retention_until <= timezone.now():
+        return run.retention_until
+    return None
+
+
 def download_link(run: Run) -> ResultLink | None:
-    if run.status != Run.Status.COMPLETED or not run.result_key or run.result_purged_at:
+    if run.status != Run.Status.COMPLETED or not run.result_key or result_expired_at(run):
         return None
     storage = result_storage()
     expires_at = timezone.now() + timedelta(seconds=RESULT_LINK_TTL)

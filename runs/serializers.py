@@ -2,12 +2,12 @@
 
 from django.conf import settings
 from django.urls import reverse
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
 
 from billing.money import InvalidAmount, micros_to_usd, usd_to_micros
 from runs.models import Run
-from runs.results import download_link
+from runs.results import download_link, result_expired_at
 
 
 class StrictSerializer(serializers.Serializer):
@@ -117,6 +117,15 @@ class ResultSerializer(serializers.Serializer):
     expires_at = serializers.DateTimeField()
 
 
+class ExpiredResultSerializer(serializers.Serializer):
+    """The result passed its retention period and was deleted; the run stays."""
+
+    expired = serializers.BooleanField(help_text="Always `true`.")
+    expired_at = serializers.DateTimeField(
+        help_text="When the retention period ended (or the result was deleted, if earlier)."
+    )
+
+
 class ErrorSerializer(serializers.Serializer):
     reason_code = serializers.CharField()
     detail = serializers.CharField()
@@ -132,6 +141,7 @@ class RunSerializer(serializers.Serializer):
     cost = serializers.SerializerMethodField()
     result = serializers.SerializerMethodField()
     error = serializers.SerializerMethodField()
+    cancel_requested = serializers.SerializerMethodField()
     attempts = serializers.IntegerField()
     trace_id = serializers.SerializerMethodField()
     created_at = serializers.DateTimeField()
@@ -146,8 +156,21 @@ class RunSerializer(serializers.Serializer):
             "minimum_fee_usd": micros_to_usd(run.minimum_fee_micros),
         }
 
-    @extend_schema_field(ResultSerializer(allow_null=True))
+    @extend_schema_field(
+        PolymorphicProxySerializer(
+            component_name="RunResult",
+            serializers=[ResultSerializer, ExpiredResultSerializer],
+            resource_type_field_name=None,
+            allow_null=True,
+        )
+    )
     def get_result(self, run: Run) -> dict | None:
+        expired_at = result_expired_at(run)
+        if expired_at is not None:
+            return {
+                "expired": True,
+                "expired_at": serializers.DateTimeField().to_representation(expired_at),
+            }
         link = download_link(run)
         if link is None:
             return None
@@ -168,6 +191,10 @@ class RunSerializer(serializers.Serializer):
 
     def get_trace_id(self, run: Run) -> str:
         return trace_id_of(run)
+
+    def get_cancel_requested(self, run: Run) -> bool:
+        """A cancel was asked for: the run is, or is about to be, CANCELED."""
+        return run.cancel_requested_at is not None
 
 
 class RunPageSerializer(serializers.Serializer):
