@@ -124,7 +124,9 @@ def expire_leases(*, now: datetime | None = None) -> ScanResult:
 def reap_expired_lease(*, run_id: uuid.UUID, now: datetime) -> str:
     """Settle one expired lease from what object storage proves.
 
-    A valid receipt means the pack finished: roll forward with its charge. An invalid one
+    A run whose tenant asked to cancel it ends CANCELED with its minimum fee, whatever
+    storage holds: the cancel was accepted while it ran, and it must not be requeued. A
+    valid receipt means the pack finished: roll forward with its charge. An invalid one
     cannot be trusted either way: a person must look. No receipt: retry while attempts
     remain, then fail with the minimum fee. A receipt of an earlier lease of this run that
     the reaper itself took away counts as no receipt (see ``_superseded``).
@@ -133,6 +135,14 @@ def reap_expired_lease(*, run_id: uuid.UUID, now: datetime) -> str:
     if run is None or run.status != Run.Status.PROCESSING or run.lease_expires_at >= now:
         return "skipped"
     lease_token = run.lease_token
+    if run.cancel_requested_at is not None:
+        won = lifecycle.finalize(
+            run_id=run_id,
+            lease_token=lease_token,
+            outcome=lifecycle.Canceled("Canceled; its worker stopped renewing its lease."),
+            expired_before=now,
+        )
+        return "canceled" if won else "lost_race"
     receipt = read_receipt(run)
     if receipt is not None:
         reasons = receipt_matches(run, receipt, lease_token)

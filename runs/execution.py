@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,13 +22,13 @@ from django.db import connection
 from billing.money import require_micros
 from dpp import context
 from runs import lifecycle
-from runs.lifecycle import Completed, Failed, Outcome
+from runs.lifecycle import Canceled, Completed, Failed, Outcome, Renewal
 from runs.models import Run
 from runs.packs.base import ExecutionContext
 from runs.packs.errors import PackExecutionError
 from runs.packs.registry import get_pack
-from runs.receipts import write_receipt
-from runs.timebox import TimeboxExceeded, timebox
+from runs.receipts import delete_receipt, write_receipt
+from runs.timebox import CancelRequested, Timebox, TimeboxExceeded
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +41,9 @@ def execute_run(*, run_id: uuid.UUID | str) -> None:
 
     Only the pack runs under the timebox; the receipt write and finalize cannot be
     interrupted by it. A crash between any two steps leaves a PROCESSING run whose lease
-    expires, with or without a receipt, which is exactly what the reaper repairs.
+    expires, with or without a receipt, which is exactly what the reaper repairs. A cancel
+    found by a heartbeat stops the pack through its timebox; one found by the renewal
+    after the pack, or that wins the race with finalize, ends the run Canceled all the same.
     """
     lease = lifecycle.claim(run_id=run_id)
     if lease is None:
@@ -50,12 +53,17 @@ def execute_run(*, run_id: uuid.UUID | str) -> None:
         return
     run = lease.run
     with context.bound(run_id=str(run.id), tenant_id=str(run.tenant_id)):
-        with _Heartbeat(run_id=run.id, lease_token=lease.token):
-            result = _run_pack(run)
+        box = Timebox(run.timebox_sec)
+        with _Heartbeat(run_id=run.id, lease_token=lease.token, on_cancel=box.interrupt):
+            result = _run_pack(run, box)
         # Renewing is also the check that the lease is still ours, and it leaves a whole
         # TTL for the receipt and finalize before the reaper may judge the run.
-        if not lifecycle.extend_lease(run_id=run.id, lease_token=lease.token):
+        renewal = lifecycle.extend_lease(run_id=run.id, lease_token=lease.token)
+        if renewal == Renewal.LOST:
             logger.warning("lease lost while the pack ran; the reaper owns the run now")
+            return
+        if renewal == Renewal.CANCEL_REQUESTED:
+            _cancel(run, lease.token)
             return
         if isinstance(result, _PackOutput):
             receipt = write_receipt(
@@ -67,7 +75,29 @@ def execute_run(*, run_id: uuid.UUID | str) -> None:
             outcome: Outcome = Completed.from_receipt(receipt)
         else:
             outcome = result
-        lifecycle.finalize(run_id=run.id, lease_token=lease.token, outcome=outcome)
+        finalized = lifecycle.finalize(run_id=run.id, lease_token=lease.token, outcome=outcome)
+        # Lost to a cancel requested since the renewal (to the reaper, this one loses too):
+        # a receipt written for the outcome that lost is nobody's.
+        if not finalized and _cancel(run, lease.token) and isinstance(outcome, Completed):
+            _discard_receipt(run)
+
+
+def _discard_receipt(run: Run) -> None:
+    """The result of a run that ended CANCELED is nobody's: delete it, best effort."""
+    try:
+        delete_receipt(run)
+    except Exception:
+        # The run is settled either way; an object left behind costs storage, not money.
+        logger.warning("receipt of a canceled run left in storage", exc_info=True)
+
+
+def _cancel(run: Run, lease_token: uuid.UUID) -> bool:
+    """Finalize the run CANCELED under this worker's lease; False if that lost too."""
+    return lifecycle.finalize(
+        run_id=run.id,
+        lease_token=lease_token,
+        outcome=Canceled("Canceled while it was processing."),
+    )
 
 
 @dataclass(frozen=True)
@@ -76,7 +106,7 @@ class _PackOutput:
     charge_micros: int
 
 
-def _run_pack(run: Run) -> _PackOutput | Failed:
+def _run_pack(run: Run, box: Timebox) -> _PackOutput | Failed | Canceled:
     """Execute the pack under its timebox and turn every way it can end into a value."""
     ctx = ExecutionContext(
         run_id=str(run.id),
@@ -86,13 +116,15 @@ def _run_pack(run: Run) -> _PackOutput | Failed:
     try:
         pack = get_pack(run.pack_type)
         started = time.monotonic()
-        with timebox(run.timebox_sec):
+        with box:
             document, cost = pack.execute(run.inputs, ctx)
         # The alarm cannot preempt C code that holds on, nor run outside the main thread:
         # a result that arrives late is a timeout all the same.
         if time.monotonic() - started > run.timebox_sec:
             raise TimeboxExceeded
         return _PackOutput(body=_encode(document), charge_micros=_metered(cost, run))
+    except CancelRequested:
+        return Canceled("The pack was stopped: the run was canceled.")
     except TimeboxExceeded:
         return Failed(
             TIMEBOX_EXCEEDED, f"the pack did not finish within its timebox of {run.timebox_sec} s"
@@ -124,12 +156,20 @@ class _Heartbeat:
     """Extends the lease every TTL/3 from a daemon thread while the pack runs.
 
     The thread inherits the log context, uses its own database connection and closes it
-    when it stops. A failed beat is retried at the next interval; a lost lease ends it.
+    when it stops. A failed beat is retried at the next interval; a lost lease ends it,
+    and so does a cancel request, after calling ``on_cancel`` to stop the pack.
     """
 
-    def __init__(self, *, run_id: uuid.UUID, lease_token: uuid.UUID) -> None:
+    def __init__(
+        self,
+        *,
+        run_id: uuid.UUID,
+        lease_token: uuid.UUID,
+        on_cancel: Callable[[], None],
+    ) -> None:
         self._run_id = run_id
         self._lease_token = lease_token
+        self._on_cancel = on_cancel
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=contextvars.copy_context().run,
@@ -150,7 +190,7 @@ class _Heartbeat:
         try:
             while not self._stop.wait(settings.DPP_LEASE_TTL_SEC / 3):
                 try:
-                    held = lifecycle.extend_lease(
+                    renewal = lifecycle.extend_lease(
                         run_id=self._run_id, lease_token=self._lease_token
                     )
                 except Exception:
@@ -160,7 +200,11 @@ class _Heartbeat:
                     # lapse under a live pack. Close it; the next beat reconnects.
                     connection.close()
                     continue
-                if not held:
+                if renewal == Renewal.CANCEL_REQUESTED:
+                    logger.info("heartbeat found the run canceled; stopping the pack")
+                    self._on_cancel()
+                    return
+                if renewal == Renewal.LOST:
                     logger.warning("heartbeat found the lease taken; stopping")
                     return
         finally:

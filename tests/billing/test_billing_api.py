@@ -20,7 +20,7 @@ def client_for(tenant: Tenant) -> APIClient:
 def test_budget_reports_exact_six_place_strings_and_the_plan(funded_account):
     account = funded_account(usd=10)
     settled = reserved_run(account, 2 * USD)
-    services.settle(run=settled, charge_micros=50_001)
+    services.settle(run=settled, charge_micros=50_001, outcome="FAILED")
     reserved_run(account, 1_500_000)
 
     response = client_for(account.tenant).get("/v1/budget")

@@ -33,9 +33,9 @@ def ledger(funded_account) -> Ledger:
     """A clean ledger: one settled, one voided and one in-flight run, and an adjustment."""
     account = funded_account(usd=10)
     settled = reserved_run(account, 2 * USD)
-    record_outcome(settled, services.settle(run=settled, charge_micros=400_000).transfer)
+    record_outcome(settled, services.settle(run=settled, charge_micros=400_000, outcome="FAILED").transfer)
     voided = reserved_run(account, USD)
-    record_outcome(voided, services.void(run=voided).transfer)
+    record_outcome(voided, services.void(run=voided, outcome="FAILED").transfer)
     queued = reserved_run(account, 3 * USD)
     services.adjust(account=account, amount_micros=-250_000, reason="correction", actor="ops")
     assert audit() == []

@@ -37,7 +37,7 @@ def dpp_audit(*args: str) -> subprocess.CompletedProcess:
 def test_dpp_audit_process_exit_codes(funded_account):
     account = funded_account(usd=10)
     run = reserved_run(account, USD)
-    record_outcome(run, services.settle(run=run, charge_micros=10_000).transfer)
+    record_outcome(run, services.settle(run=run, charge_micros=10_000, outcome="FAILED").transfer)
 
     clean = dpp_audit()
     assert clean.returncode == 0, clean.stderr

@@ -50,9 +50,9 @@ def test_concurrent_settle_void_settle_finalize_exactly_once(funded_account):
 
     outcomes = run_concurrently(
         [
-            lambda: services.settle(run=run, charge_micros=300_000),
-            lambda: services.void(run=run),
-            lambda: services.settle(run=run, charge_micros=1_500_000),
+            lambda: services.settle(run=run, charge_micros=300_000, outcome="FAILED"),
+            lambda: services.void(run=run, outcome="FAILED"),
+            lambda: services.settle(run=run, charge_micros=1_500_000, outcome="FAILED"),
         ]
     )
 
@@ -80,8 +80,8 @@ def test_many_runs_finalized_concurrently_keep_the_account_consistent(funded_acc
     calls = []
     for index, run in enumerate(runs):
         if index % 3 == 0:
-            calls.append(lambda run=run: services.void(run=run))
-        calls.append(lambda run=run, c=index * 10_000: services.settle(run=run, charge_micros=c))
+            calls.append(lambda run=run: services.void(run=run, outcome="FAILED"))
+        calls.append(lambda run=run, c=index * 10_000: services.settle(run=run, charge_micros=c, outcome="FAILED"))
     outcomes = run_concurrently(calls)
 
     assert all(o.ok for o in outcomes), [o.error for o in outcomes]

@@ -17,12 +17,23 @@ def raw(sql: str, params: list) -> None:
         cursor.execute(sql, params)
 
 
-def insert_transfer(*, account: Account, kind: str, run_id: uuid.UUID | None, amount: int) -> None:
+def insert_transfer(
+    *,
+    account: Account,
+    kind: str,
+    run_id: uuid.UUID | None,
+    amount: int,
+    outcome: str | None = None,
+    available_after: int = 0,
+) -> None:
+    if outcome is None:
+        outcome = "FAILED" if kind in ("SETTLE", "VOID") else ""
     raw(
         f"INSERT INTO {Transfer._meta.db_table} "
-        "(account_id, kind, run_id, amount_micros, reason, actor, trace_id, created_at) "
-        "VALUES (%s, %s, %s, %s, '', '', '', NOW())",
-        [account.pk, kind, run_id, amount],
+        "(account_id, kind, run_id, amount_micros, reason, actor, trace_id, created_at, "
+        "outcome, available_after_micros) "
+        "VALUES (%s, %s, %s, %s, '', '', '', NOW(), %s, %s)",
+        [account.pk, kind, run_id, amount, outcome, available_after],
     )
 
 
@@ -55,7 +66,7 @@ def test_raw_update_to_a_negative_column_is_rejected(funded_account):
 def test_a_second_settle_inserted_by_raw_sql_is_rejected(funded_account):
     account = funded_account(usd=10)
     run = reserved_run(account, USD)
-    services.settle(run=run, charge_micros=100_000)
+    services.settle(run=run, charge_micros=100_000, outcome="FAILED")
     with pytest.raises(IntegrityError, match="transfer_one_finalization_per_run"):
         insert_transfer(account=account, kind="SETTLE", run_id=run.id, amount=200_000)
     with pytest.raises(IntegrityError, match="transfer_one_finalization_per_run"):
@@ -91,3 +102,22 @@ def test_an_adjustment_without_a_reason_is_rejected_by_the_database(funded_accou
     account = funded_account(usd=10)
     with pytest.raises(IntegrityError, match="transfer_adjust_has_reason"):
         insert_transfer(account=account, kind="ADJUST", run_id=None, amount=5)
+
+
+def test_a_finalization_without_its_outcome_is_rejected(funded_account):
+    account = funded_account(usd=10)
+    run = reserved_run(account, USD)
+    with pytest.raises(IntegrityError, match="transfer_finalization_states_outcome"):
+        insert_transfer(account=account, kind="VOID", run_id=run.id, amount=USD, outcome="")
+
+
+def test_a_topup_with_an_outcome_is_rejected(funded_account):
+    account = funded_account(usd=10)
+    with pytest.raises(IntegrityError, match="transfer_finalization_states_outcome"):
+        insert_transfer(account=account, kind="TOPUP", run_id=None, amount=1, outcome="FAILED")
+
+
+def test_a_negative_balance_after_a_transfer_is_rejected(funded_account):
+    account = funded_account(usd=10)
+    with pytest.raises(IntegrityError, match="transfer_available_after_non_negative"):
+        insert_transfer(account=account, kind="TOPUP", run_id=None, amount=1, available_after=-1)

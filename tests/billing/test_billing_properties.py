@@ -80,21 +80,21 @@ def apply(op: tuple, account: Account, model: Model) -> None:
         if run.id in model.finalized:
             first = model.finalized[run.id]
             again = (
-                services.settle(run=run, charge_micros=charge)
+                services.settle(run=run, charge_micros=charge, outcome="FAILED")
                 if kind == "settle"
-                else services.void(run=run)
+                else services.void(run=run, outcome="FAILED")
             )
             assert again.result != services.Finalization.POSTED  # nothing moved
             assert again.transfer.pk == first.pk
             return
         if charge > reserved:
             with pytest.raises(ChargeExceedsReservation):
-                services.settle(run=run, charge_micros=charge)
+                services.settle(run=run, charge_micros=charge, outcome="FAILED")
             return
         transfer = (
-            services.settle(run=run, charge_micros=charge)
+            services.settle(run=run, charge_micros=charge, outcome="FAILED")
             if kind == "settle"
-            else services.void(run=run)
+            else services.void(run=run, outcome="FAILED")
         ).transfer
         record_outcome(run, transfer)
         model.finalized[run.id] = transfer

@@ -137,7 +137,7 @@ def test_reserve_rolls_back_with_the_callers_transaction(funded_account):
 def test_settle_posts_the_charge_and_releases_the_whole_reservation(funded_account):
     account = funded_account(usd=10)
     run = reserved_run(account, 2 * USD)
-    settled = services.settle(run=run, charge_micros=300_000)
+    settled = services.settle(run=run, charge_micros=300_000, outcome="FAILED")
     assert settled.result == Finalization.POSTED
     transfer = settled.transfer
     assert (transfer.kind, transfer.amount_micros, transfer.run_id) == ("SETTLE", 300_000, run.id)
@@ -149,15 +149,15 @@ def test_settle_posts_the_charge_and_releases_the_whole_reservation(funded_accou
 def test_settle_accepts_charges_at_both_ends(funded_account, charge):
     account = funded_account(usd=10)
     run = reserved_run(account, 2 * USD)
-    services.settle(run=run, charge_micros=charge)
+    services.settle(run=run, charge_micros=charge, outcome="FAILED")
     assert columns(account) == (10 * USD, charge, 0)
 
 
 def test_settle_twice_returns_the_first_outcome_and_moves_nothing(funded_account):
     account = funded_account(usd=10)
     run = reserved_run(account, USD)
-    first = services.settle(run=run, charge_micros=250_000)
-    again = services.settle(run=run, charge_micros=900_000)
+    first = services.settle(run=run, charge_micros=250_000, outcome="FAILED")
+    again = services.settle(run=run, charge_micros=900_000, outcome="FAILED")
     assert (first.result, again.result) == (Finalization.POSTED, Finalization.ALREADY_POSTED)
     assert again.transfer.pk == first.transfer.pk
     assert again.charged_micros == 250_000
@@ -168,8 +168,8 @@ def test_settle_twice_returns_the_first_outcome_and_moves_nothing(funded_account
 def test_void_after_settle_returns_the_settle(funded_account):
     account = funded_account(usd=10)
     run = reserved_run(account, USD)
-    settled = services.settle(run=run, charge_micros=100_000)
-    voided = services.void(run=run)
+    settled = services.settle(run=run, charge_micros=100_000, outcome="FAILED")
+    voided = services.void(run=run, outcome="FAILED")
     assert voided.result == Finalization.ALREADY_POSTED
     assert voided.transfer.pk == settled.transfer.pk
     assert columns(account) == (10 * USD, 100_000, 0)
@@ -178,11 +178,11 @@ def test_void_after_settle_returns_the_settle(funded_account):
 def test_void_releases_everything_and_is_idempotent(funded_account):
     account = funded_account(usd=10)
     run = reserved_run(account, 3 * USD)
-    voided = services.void(run=run)
+    voided = services.void(run=run, outcome="FAILED")
     assert voided.result == Finalization.POSTED
     assert (voided.transfer.kind, voided.transfer.amount_micros) == ("VOID", 3 * USD)
     assert voided.charged_micros == 0
-    for again in (services.void(run=run), services.settle(run=run, charge_micros=USD)):
+    for again in (services.void(run=run, outcome="FAILED"), services.settle(run=run, charge_micros=USD, outcome="FAILED")):
         assert again.result == Finalization.ALREADY_VOIDED
         assert again.transfer.pk == voided.transfer.pk
     assert columns(account) == (10 * USD, 0, 0)
@@ -192,9 +192,9 @@ def test_charge_above_the_reservation_is_refused(funded_account):
     account = funded_account(usd=10)
     run = reserved_run(account, USD)
     with pytest.raises(ChargeExceedsReservation):
-        services.settle(run=run, charge_micros=USD + 1)
+        services.settle(run=run, charge_micros=USD + 1, outcome="FAILED")
     with pytest.raises(InvalidAmount):
-        services.settle(run=run, charge_micros=-1)
+        services.settle(run=run, charge_micros=-1, outcome="FAILED")
     assert columns(account) == (10 * USD, 0, USD)
     assert not Transfer.objects.filter(run=run, kind__in=["SETTLE", "VOID"]).exists()
 
@@ -202,9 +202,9 @@ def test_charge_above_the_reservation_is_refused(funded_account):
 def test_settle_or_void_without_a_reservation_is_an_error(funded_account):
     run = new_run(funded_account(usd=10), USD)
     with pytest.raises(ReservationNotFound):
-        services.settle(run=run, charge_micros=0)
+        services.settle(run=run, charge_micros=0, outcome="FAILED")
     with pytest.raises(ReservationNotFound):
-        services.void(run=run)
+        services.void(run=run, outcome="FAILED")
 
 
 def test_positive_adjustment_credits(funded_account):
@@ -282,9 +282,9 @@ def test_tenant_open_with_a_bad_plan_leaves_nothing_behind(db):
 def test_balances_recomputed_from_transfers_match_the_columns(funded_account):
     account = funded_account(usd=10)
     settled = reserved_run(account, 2 * USD)
-    record_outcome(settled, services.settle(run=settled, charge_micros=700_000).transfer)
+    record_outcome(settled, services.settle(run=settled, charge_micros=700_000, outcome="FAILED").transfer)
     voided = reserved_run(account, USD)
-    record_outcome(voided, services.void(run=voided).transfer)
+    record_outcome(voided, services.void(run=voided, outcome="FAILED").transfer)
     reserved_run(account, 3 * USD)
     services.adjust(account=account, amount_micros=-100_000, reason="fix", actor="a")
     services.adjust(account=account, amount_micros=50_000, reason="fix", actor="a")

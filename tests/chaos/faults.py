@@ -151,8 +151,8 @@ def _damage(receipt: Receipt) -> None:
 
 def _in_finalize(settle):
     @functools.wraps(settle)
-    def hooked(*, run: Any, charge_micros: int):
-        transfer = settle(run=run, charge_micros=charge_micros)
+    def hooked(*, run: Any, charge_micros: int, outcome: str):
+        transfer = settle(run=run, charge_micros=charge_micros, outcome=outcome)
         # Still inside the finalize transaction: nothing of it is committed yet.
         assert connection.in_atomic_block
         _pause("in_finalize", run.id)
@@ -163,12 +163,12 @@ def _in_finalize(settle):
 
 def _watched(extend_lease):
     @functools.wraps(extend_lease)
-    def hooked(*, run_id: Any, lease_token: Any) -> bool:
-        held = extend_lease(run_id=run_id, lease_token=lease_token)
+    def hooked(*, run_id: Any, lease_token: Any) -> lifecycle.Renewal:
+        renewal = extend_lease(run_id=run_id, lease_token=lease_token)
         beating = threading.current_thread().name.startswith("lease-heartbeat")
         if beating and not (_dir() / f"heartbeat.{run_id}").exists():
             _mark("heartbeat", run_id)
-        return held
+        return renewal
 
     return hooked
 

@@ -14,7 +14,7 @@ from billing.models import Account, Transfer
 from reaper.audit import audit
 from runs import execution, lifecycle
 from runs.execution import execute_run
-from runs.lifecycle import Completed, Failed, extend_lease
+from runs.lifecycle import Completed, Failed, Renewal, extend_lease
 from runs.models import Run
 from runs.packs.decision import price_micros
 from runs.receipts import read_receipt, receipt_matches
@@ -62,8 +62,8 @@ def test_extend_lease_needs_the_current_token(make_run):
     run = make_run()
     lease = lifecycle.claim(run_id=run.id)
 
-    assert extend_lease(run_id=run.id, lease_token=uuid.uuid4()) is False
-    assert extend_lease(run_id=run.id, lease_token=lease.token) is True
+    assert extend_lease(run_id=run.id, lease_token=uuid.uuid4()) == Renewal.LOST
+    assert extend_lease(run_id=run.id, lease_token=lease.token) == Renewal.HELD
     run.refresh_from_db()
     assert run.lease_expires_at > lease.expires_at
 
@@ -246,7 +246,7 @@ def test_a_worker_that_lost_its_lease_writes_no_receipt_and_does_not_finalize(
     make_run, monkeypatch: pytest.MonkeyPatch
 ):
     run = make_run()
-    monkeypatch.setattr(lifecycle, "extend_lease", lambda **kwargs: False)
+    monkeypatch.setattr(lifecycle, "extend_lease", lambda **kwargs: Renewal.LOST)
 
     execute_run(run_id=run.id)
 

@@ -285,7 +285,7 @@ def test_lease_renewed_while_the_reaper_looks_for_a_receipt_wins_over_worker_tim
 
     def heartbeat_lands_meanwhile(seen: Run):
         settings.DPP_LEASE_TTL_SEC = 120
-        assert lifecycle.extend_lease(run_id=seen.id, lease_token=current.token)
+        assert lifecycle.extend_lease(run_id=seen.id, lease_token=current.token) == "held"
         return read_receipt(seen)
 
     monkeypatch.setattr(services, "read_receipt", heartbeat_lands_meanwhile)

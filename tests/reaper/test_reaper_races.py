@@ -147,7 +147,7 @@ def test_worker_renewing_its_lease_and_reaper_failing_it_never_both_win(
         for current in leases:
             # The heartbeat then finalize of a worker that was only slow, not dead.
             renewed = lifecycle.extend_lease(run_id=current.run.id, lease_token=current.token)
-            finalized = renewed and lifecycle.finalize(
+            finalized = renewed == lifecycle.Renewal.HELD and lifecycle.finalize(
                 run_id=current.run.id,
                 lease_token=current.token,
                 outcome=lifecycle.Failed(execution.PACK_ERROR, "the pack failed"),

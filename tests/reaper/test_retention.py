@@ -1,5 +1,6 @@
-"""Retention (docs/design.md §2): results past ``retention_until`` are deleted, the run row and
-its money stay, and polling the run answers 410 ``result-expired``."""
+"""Retention (docs/design.md §2): results past ``retention_until`` are deleted, the run row
+and its money stay; polling the run still shows its status and cost, with an expired
+result, and only the result download answers 410 ``result-expired``."""
 
 from datetime import timedelta
 from pathlib import Path
@@ -37,10 +38,13 @@ def client_of(funded_account: Account) -> APIClient:
     return client
 
 
-def test_expired_result_is_deleted_the_row_kept_and_the_run_answers_410(
+def test_expired_result_is_deleted_the_run_stays_visible_and_only_the_download_is_410(
     completed, funded_account: Account, local_results: Path, client_of: APIClient
 ):
-    expired = completed(retained_for=-timedelta(minutes=1))
+    expired = completed(retained_for=timedelta(days=30))
+    # A link handed out while the result was kept stops working with the purge.
+    old_link = client_of.get(f"/v1/runs/{expired.id}").json()["result"]
+    Run.objects.filter(id=expired.id).update(retention_until=timezone.now() - timedelta(minutes=1))
     kept = completed(retained_for=timedelta(days=30))
     before = money(funded_account)
 
@@ -57,13 +61,26 @@ def test_expired_result_is_deleted_the_row_kept_and_the_run_answers_410(
     assert money(funded_account) == before
 
     response = client_of.get(f"/v1/runs/{expired.id}")
-    assert response.status_code == 410
-    assert response["Content-Type"] == "application/problem+json"
-    problem = response.json()
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["status"], body["money_state"]) == ("COMPLETED", "SETTLED")
+    assert body["cost"]["used_usd"] == "0.010100"
+    assert body["result"]["expired"] is True
+    assert body["result"]["expired_at"] <= expired.result_purged_at.isoformat().replace(
+        "+00:00", "Z"
+    )
+    listed = {run["run_id"]: run for run in client_of.get("/v1/runs").json()["results"]}
+    assert listed[str(expired.id)]["result"] == body["result"]
+
+    download = client_of.get(old_link["download_url"])
+    assert download.status_code == 410
+    assert download["Content-Type"] == "application/problem+json"
+    problem = download.json()
     assert (problem["type"], problem["status"]) == ("/problems/result-expired", 410)
 
     assert read_receipt(kept) is not None
-    assert client_of.get(f"/v1/runs/{kept.id}").status_code == 200
+    kept_body = client_of.get(f"/v1/runs/{kept.id}").json()
+    assert client_of.get(kept_body["result"]["download_url"]).status_code == 200
     # Nothing left to purge; the row is never purged twice.
     assert tasks.purge_expired_results() == {}
     assert audit() == []

@@ -74,6 +74,17 @@ def _submit(funded_account) -> None:
     assert response.status_code == 202, response.content
 
 
+def _cancel_through_the_api(run: Run) -> None:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {issue_token(run.tenant)}")
+    response = client.post(f"/v1/runs/{run.id}/cancel")
+    assert response.status_code in (200, 202), response.content
+
+
+def cancel_requested(run: Run) -> Run:
+    return backdate(run, cancel_requested_at=timezone.now() - HOUR_AGO)
+
+
 def _flag_by_audit(run: Run) -> None:
     # Invariant 3: a terminal run whose reservation was never settled nor voided.
     Run.objects.filter(id=run.id).update(status=Run.Status.FAILED)
@@ -161,6 +172,32 @@ ROWS = [
         _resolve,
     ),
     Row(
+        "cancel a queued run",
+        "CANCELED",
+        lambda make_run: backdate(make_run()),
+        _cancel_through_the_api,
+    ),
+    Row(
+        "request the cancel of a processing run",
+        "CANCEL_REQUESTED",
+        lambda make_run: backdate(claimed(make_run).run),
+        _cancel_through_the_api,
+    ),
+    Row(
+        "the worker stops a canceled run",
+        "FINALIZED",
+        lambda make_run: cancel_requested(claimed(make_run).run),
+        lambda run: lifecycle.finalize(
+            run_id=run.id, lease_token=run.lease_token, outcome=lifecycle.Canceled("stopped")
+        ),
+    ),
+    Row(
+        "cancel an expired lease whose cancel was requested",
+        "FINALIZED",
+        lambda make_run: cancel_requested(expired(make_run, receipt="valid")),
+        lambda run: reaper_tasks.expire_leases(),
+    ),
+    Row(
         "purge the result",
         "RESULT_PURGED",
         lambda make_run: backdate(
@@ -210,12 +247,48 @@ def test_a_transition_that_loses_its_compare_and_set_writes_nothing(make_run):
     run = backdate(claimed(make_run).run)
     before = (run.version, run.updated_at, run.events.count())
 
-    assert not lifecycle.extend_lease(run_id=run.id, lease_token="0" * 32)
+    assert lifecycle.extend_lease(run_id=run.id, lease_token="0" * 32) == "lost"
     assert lifecycle.claim(run_id=run.id) is None
     assert not lifecycle.finalize(
         run_id=run.id, lease_token="0" * 32, outcome=lifecycle.Failed("X", "lost")
     )
+    # Only a run whose cancel was requested can end CANCELED; a queued-only cancel.
+    assert not lifecycle.finalize(
+        run_id=run.id, lease_token=run.lease_token, outcome=lifecycle.Canceled("no request")
+    )
+    assert not lifecycle.cancel_queued(run_id=run.id, actor="test", now=timezone.now())
 
     run.refresh_from_db()
     assert (run.version, run.updated_at, run.events.count()) == before
     assert run.status == Run.Status.PROCESSING
+
+
+def test_once_a_cancel_is_requested_the_run_can_only_end_canceled(make_run):
+    run = backdate(claimed(make_run).run)
+    assert lifecycle.request_cancel(run_id=run.id, actor="test", now=timezone.now())
+    run.refresh_from_db()
+    before = (run.version, run.updated_at, run.events.count())
+    now = timezone.now()
+
+    assert not lifecycle.request_cancel(run_id=run.id, actor="again", now=now)
+    assert lifecycle.extend_lease(run_id=run.id, lease_token=run.lease_token) == (
+        lifecycle.Renewal.CANCEL_REQUESTED
+    )
+    assert not lifecycle.finalize(
+        run_id=run.id,
+        lease_token=run.lease_token,
+        outcome=lifecycle.Completed(9_000, "results/x.json", "0" * 64, 10),
+    )
+    assert not lifecycle.finalize(
+        run_id=run.id, lease_token=run.lease_token, outcome=lifecycle.Failed("X", "late")
+    )
+    assert not lifecycle.requeue(run_id=run.id, lease_token=run.lease_token, now=now + HOUR_AGO)
+
+    run.refresh_from_db()
+    assert (run.version, run.updated_at, run.events.count()) == before
+    assert lifecycle.finalize(
+        run_id=run.id, lease_token=run.lease_token, outcome=lifecycle.Canceled("stopped")
+    )
+    run.refresh_from_db()
+    assert (run.status, run.money_state) == (Run.Status.CANCELED, Run.MoneyState.SETTLED)
+    assert run.actual_cost_micros == run.minimum_fee_micros

@@ -64,15 +64,28 @@ def test_another_tenants_run_is_indistinguishable_from_a_missing_one(funded_clie
     assert intruder.get("/v1/runs?status=QUEUED").json()["results"] == []
 
 
-def test_expired_result_answers_410(funded_client):
+def test_a_run_past_retention_stays_visible_with_its_status_and_cost(funded_client):
     run_id = submit(funded_client, "key-expired-1")
+    retention_end = timezone.now() - timedelta(seconds=1)
     Run.objects.filter(id=run_id).update(
         status=Run.Status.COMPLETED,
-        retention_until=timezone.now() - timedelta(seconds=1),
+        money_state=Run.MoneyState.SETTLED,
+        actual_cost_micros=10_100,
+        result_key="results/x.json",
+        result_sha256="0" * 64,
+        retention_until=retention_end,
     )
+
     response = funded_client.get(f"/v1/runs/{run_id}")
-    assert response.status_code == 410
-    assert response.json()["type"] == "/problems/result-expired"
+
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["status"], body["money_state"]) == ("COMPLETED", "SETTLED")
+    assert body["cost"]["used_usd"] == "0.010100"
+    assert body["result"] == {
+        "expired": True,
+        "expired_at": retention_end.isoformat().replace("+00:00", "Z"),
+    }
 
 
 def test_list_is_newest_first_with_cursor_pages_and_status_filter(funded_client):
