@@ -158,3 +158,17 @@ class LedgerInconsistent(BillingError):
     Raised instead of writing anything, so the caller's transaction rolls back. A broken
     invariant, not a client's error: never a ``DomainError`` (→ 500).
     """
+
+
+class InvalidQueryParameters(BillingError, DomainError):
+    """Query parameters of the statement or usage that cannot be used as given."""
+
+    slug = "invalid-query-parameter"
+
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        field_errors = [
+            (f"/{name}", str(message)) for name, messages in errors.items() for message in messages
+        ]
+        super().__init__(
+            f"{len(field_errors)} query parameter(s) are invalid.", field_errors=field_errors
+        )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
-from django.db.models import Case, F, Q, Sum, When
+from django.db.models import Case, F, Q, QuerySet, Sum, When
 from django.db.models.functions import Coalesce
 
 from billing.errors import AccountNotFound
@@ -103,3 +105,24 @@ def lock_account(*, tenant: Tenant) -> Account:
         return Account.objects.select_for_update().select_related("plan").get(tenant=tenant)
     except Account.DoesNotExist as exc:
         raise AccountNotFound(tenant.pk) from exc
+
+
+def transfers_for_account(
+    *,
+    account: Account,
+    kind: str | None = None,
+    run_id: UUID | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+) -> QuerySet[Transfer]:
+    """The account's statement, newest first: the order the transfers moved its balance."""
+    transfers = Transfer.objects.filter(account=account).order_by("-id")
+    if kind:
+        transfers = transfers.filter(kind=kind)
+    if run_id:
+        transfers = transfers.filter(run_id=run_id)
+    if created_after:
+        transfers = transfers.filter(created_at__gt=created_after)
+    if created_before:
+        transfers = transfers.filter(created_at__lt=created_before)
+    return transfers

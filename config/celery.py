@@ -26,6 +26,7 @@ def schedule_reaper(sender: Celery, **kwargs) -> None:
         ("reaper.audit_ledger", settings.DPP_REAPER_AUDIT_SEC),
         ("reaper.purge_expired_results", settings.DPP_REAPER_RETENTION_SEC),
         ("reaper.record_gauges", settings.DPP_REAPER_GAUGES_SEC),
+        ("reaper.roll_up_usage", settings.DPP_REAPER_USAGE_SEC),
     ):
         # Expire a tick that waited longer than its interval: the next one does the work.
         sender.add_periodic_task(interval, sender.signature(task), name=task, expires=interval)

@@ -281,6 +281,10 @@ DPP_REAPER_REQUEUE_SCAN_SEC = env.float("DPP_REAPER_REQUEUE_SCAN_SEC", default=6
 DPP_REAPER_AUDIT_SEC = env.float("DPP_REAPER_AUDIT_SEC", default=300)
 DPP_REAPER_RETENTION_SEC = env.float("DPP_REAPER_RETENTION_SEC", default=3600)
 DPP_REAPER_GAUGES_SEC = env.float("DPP_REAPER_GAUGES_SEC", default=15)
+DPP_REAPER_USAGE_SEC = env.float("DPP_REAPER_USAGE_SEC", default=300)
+# A UTC day is rolled up this long after it ended, once no transfer stamped with it can
+# still be uncommitted (billing/usage.py).
+DPP_USAGE_SEAL_AFTER_SEC = env.int("DPP_USAGE_SEAL_AFTER_SEC", default=3600)
 DPP_METRICS_PORT = env.int("DPP_METRICS_PORT", default=0)
 DPP_RATE_LIMIT_POLICIES = "billing.ratelimit_policies.tenant_policies"
 DPP_POLL_INTERVAL_MS = env.int("DPP_POLL_INTERVAL_MS", default=1000)

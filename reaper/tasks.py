@@ -4,6 +4,7 @@ import logging
 
 from celery import shared_task
 
+from billing import usage
 from dpp.metrics import REAPER_ACTIONS, REAPER_SCANS
 from reaper import gauges, services
 
@@ -42,3 +43,12 @@ def purge_expired_results() -> dict[str, int]:
 @shared_task(name="reaper.record_gauges")
 def record_gauges() -> None:
     gauges.record()
+
+
+@shared_task(name="reaper.roll_up_usage")
+def roll_up_usage() -> dict[str, int]:
+    sealed = usage.roll_up()
+    result = services.ScanResult("roll_up_usage")
+    if sealed:
+        result.actions["days_sealed"] = sealed
+    return _report(result)

@@ -63,7 +63,7 @@ def execute_run(*, run_id: uuid.UUID | str) -> None:
             logger.warning("lease lost while the pack ran; the reaper owns the run now")
             return
         if renewal == Renewal.CANCEL_REQUESTED:
-            _cancel(run, lease.token)
+            _cancel(run, lease.token, result if isinstance(result, Canceled) else None)
             return
         if isinstance(result, _PackOutput):
             receipt = write_receipt(
@@ -91,12 +91,12 @@ def _discard_receipt(run: Run) -> None:
         logger.warning("receipt of a canceled run left in storage", exc_info=True)
 
 
-def _cancel(run: Run, lease_token: uuid.UUID) -> bool:
+def _cancel(run: Run, lease_token: uuid.UUID, stopped: Canceled | None = None) -> bool:
     """Finalize the run CANCELED under this worker's lease; False if that lost too."""
     return lifecycle.finalize(
         run_id=run.id,
         lease_token=lease_token,
-        outcome=Canceled("Canceled while it was processing."),
+        outcome=stopped or Canceled("Canceled while it was processing."),
     )
 
 

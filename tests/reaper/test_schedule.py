@@ -14,6 +14,7 @@ SCANS = {
     "reaper.audit_ledger": "DPP_REAPER_AUDIT_SEC",
     "reaper.purge_expired_results": "DPP_REAPER_RETENTION_SEC",
     "reaper.record_gauges": "DPP_REAPER_GAUGES_SEC",
+    "reaper.roll_up_usage": "DPP_REAPER_USAGE_SEC",
 }
 
 
@@ -39,6 +40,7 @@ def test_default_intervals_are_the_designs():
             ("DPP_REAPER_AUDIT_SEC", 300),
             ("DPP_REAPER_RETENTION_SEC", 3600),
             ("DPP_REAPER_GAUGES_SEC", 15),
+            ("DPP_REAPER_USAGE_SEC", 300),
         )
     }
     for task, setting in SCANS.items():
