@@ -118,7 +118,7 @@ _TYPES = [
         "Run not cancelable",
         "The run already ended (`COMPLETED` or `FAILED`; a `CANCELED` run answers the "
         "cancel again with 200), or its money is held for an operator's review. The "
-        "`status` member is the run's status. Nothing was changed or billed.",
+        "`run_status` member is the run's status. Nothing was changed or billed.",
     ),
     ProblemType(
         "result-expired",

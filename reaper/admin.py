@@ -28,6 +28,8 @@ from billing.money import InvalidAmount, micros_to_usd, usd_to_micros
 from dpp.admin_links import change_link, list_link
 from reaper import services
 from reaper.models import AuditResolution
+from runs.cancellation import cancel_run
+from runs.errors import RunNotCancelable
 from runs.models import Run, RunEvent
 from runs.receipts import Receipt, read_receipt, receipt_matches
 from runs.resolutions import ResolutionRefused
@@ -201,6 +203,7 @@ class RunAdmin(admin.ModelAdmin):
     inlines = (TransferInline, RunEventInline, AuditResolutionInline)
     change_form_template = "admin/reaper/run/change_form.html"
     resolve_template = "admin/reaper/run/resolve.html"
+    actions = ["cancel_runs"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Run]:
         # AUDIT_REQUIRED runs come first in every listing: they are the ones waiting on us.
@@ -315,6 +318,18 @@ class RunAdmin(admin.ModelAdmin):
     def receipt(self, run: Run) -> str:
         return Evidence(run).html()
 
+    def has_cancel_permission(self, request: HttpRequest) -> bool:
+        """Canceling is, like resolving, a change an operator makes through a service."""
+        return self.has_resolve_permission(request)
+
+    @admin.action(description="Cancel selected runs", permissions=["cancel"])
+    def cancel_runs(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
+        # The tenants' cancel (docs/design.md §2): refunds queued runs at once, asks the
+        # workers of processing ones to stop; the username is on each run's event.
+        self.message_user(
+            request, cancel_runs(queryset, actor=f"admin:{request.user.get_username()}")
+        )
+
     def resolve_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """Close an AUDIT_REQUIRED run with one of the outcomes the public contract allows.
 
@@ -375,6 +390,23 @@ class RunAdmin(admin.ModelAdmin):
                 "form": form,
             },
         )
+
+
+def cancel_runs(runs: QuerySet[Run], *, actor: str) -> str:
+    """Cancel each run through the tenants' own service; what happened, in one line."""
+    outcomes: dict[str, list[str]] = {"canceled": [], "requested": [], "not cancelable": []}
+    for run in runs:
+        try:
+            pending = cancel_run(run=run, actor=actor).pending
+        except RunNotCancelable:
+            outcomes["not cancelable"].append(str(run.id))
+            continue
+        outcomes["requested" if pending else "canceled"].append(str(run.id))
+    return (
+        f"Canceled {len(outcomes['canceled'])} run(s); cancel requested for "
+        f"{len(outcomes['requested'])} processing run(s); not cancelable (already ended, "
+        f"or held for audit): {outcomes['not cancelable'] or 'none'}."
+    )
 
 
 @admin.register(AuditResolution)

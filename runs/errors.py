@@ -107,5 +107,5 @@ class RunNotCancelable(DomainError):
     def __init__(self, *, run, reason: str) -> None:
         super().__init__(
             f"This run cannot be canceled: {reason}. Nothing was changed.",
-            extensions={"run_id": str(run.id), "status": run.status},
+            extensions={"run_id": str(run.id), "run_status": run.status},
         )
