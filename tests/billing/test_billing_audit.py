@@ -33,7 +33,9 @@ def ledger(funded_account) -> Ledger:
     """A clean ledger: one settled, one voided and one in-flight run, and an adjustment."""
     account = funded_account(usd=10)
     settled = reserved_run(account, 2 * USD)
-    record_outcome(settled, services.settle(run=settled, charge_micros=400_000, outcome="FAILED").transfer)
+    record_outcome(
+        settled, services.settle(run=settled, charge_micros=400_000, outcome="FAILED").transfer
+    )
     voided = reserved_run(account, USD)
     record_outcome(voided, services.void(run=voided, outcome="FAILED").transfer)
     queued = reserved_run(account, 3 * USD)
@@ -180,6 +182,13 @@ def test_invariant_5_completed_run_without_a_result(ledger):
         f"UPDATE {RUN} SET result_key = 'results/x.json', result_sha256 = %s WHERE id = %s",
         ["ab" * 32, ledger.settled.id],
     )
+    assert [v.detail for v in audit()] == [
+        "the ledger finalized it as FAILED but the run is COMPLETED"
+    ]
+    corrupt(
+        f"UPDATE {TRANSFER} SET outcome = 'COMPLETED' WHERE run_id = %s AND kind = 'SETTLE'",
+        [ledger.settled.id],
+    )
     assert audit() == []
 
 
@@ -234,3 +243,63 @@ def test_audit_moves_no_money(ledger):
         == before
     )
     assert Transfer.objects.count() == transfers
+
+
+def test_invariant_4_a_canceled_run_charged_more_than_its_minimum_fee(ledger):
+    corrupt(
+        f"UPDATE {TRANSFER} SET outcome = 'CANCELED' WHERE run_id = %s AND kind = 'SETTLE'",
+        [ledger.settled.id],
+    )
+    corrupt(
+        f"UPDATE {RUN} SET status = 'CANCELED', cancel_requested_at = NOW() WHERE id = %s",
+        [ledger.settled.id],
+    )
+    [violation] = audit()
+    assert (violation.invariant, violation.run_id) == (4, str(ledger.settled.id))
+    assert "CANCELED run charged 0.400000 > its minimum fee 0.040000" in violation.detail
+
+
+def test_invariant_5_the_ledgers_outcome_disagrees_with_the_run(ledger):
+    corrupt(
+        f"UPDATE {TRANSFER} SET outcome = 'COMPLETED' WHERE run_id = %s AND kind = 'VOID'",
+        [ledger.voided.id],
+    )
+    [violation] = audit()
+    assert (violation.invariant, violation.run_id) == (5, str(ledger.voided.id))
+    assert "the ledger finalized it as COMPLETED but the run is FAILED" in violation.detail
+
+
+def test_invariant_6_a_statement_balance_that_does_not_follow(ledger):
+    corrupt(
+        f"UPDATE {TRANSFER} SET available_after_micros = available_after_micros + 1 "
+        "WHERE run_id = %s AND kind = 'RESERVE'",
+        [ledger.voided.id],
+    )
+    found = [v for v in audit() if v.invariant == 6]
+    # The edited transfer, and the one after it, no longer follow from their predecessor.
+    assert len(found) == 2
+    assert all(v.account_id == ledger.account.pk for v in found)
+    assert "!= 9.600000 before it + -1.000000" in found[0].detail
+
+
+def test_invariant_7_a_rolled_up_day_that_differs_from_the_ledger(ledger, settings):
+    from datetime import timedelta
+
+    from billing import usage
+    from billing.models import UsageDay
+
+    settings.DPP_USAGE_SEAL_AFTER_SEC = 0
+    day = usage.today()
+    Transfer.objects.update(created_at=usage.midnight(day - timedelta(days=2)))
+    assert usage.roll_up() == 2
+    assert audit() == []
+
+    UsageDay.objects.filter(account=ledger.account).update(runs_failed=3)
+    [violation] = audit()
+    assert (violation.invariant, violation.account_id) == (7, ledger.account.pk)
+    assert violation.detail == f"{day - timedelta(days=2)}: runs_failed 3 != ledger 2"
+    assert 7 not in [v.invariant for v in audit() if v.account_id != ledger.account.pk]
+
+    UsageDay.objects.all().delete()
+    [missing] = audit()
+    assert "runs_submitted 0 != ledger 3" in missing.detail

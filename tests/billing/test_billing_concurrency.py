@@ -81,7 +81,11 @@ def test_many_runs_finalized_concurrently_keep_the_account_consistent(funded_acc
     for index, run in enumerate(runs):
         if index % 3 == 0:
             calls.append(lambda run=run: services.void(run=run, outcome="FAILED"))
-        calls.append(lambda run=run, c=index * 10_000: services.settle(run=run, charge_micros=c, outcome="FAILED"))
+        calls.append(
+            lambda run=run, c=index * 10_000: services.settle(
+                run=run, charge_micros=c, outcome="FAILED"
+            )
+        )
     outcomes = run_concurrently(calls)
 
     assert all(o.ok for o in outcomes), [o.error for o in outcomes]

@@ -182,7 +182,10 @@ def test_void_releases_everything_and_is_idempotent(funded_account):
     assert voided.result == Finalization.POSTED
     assert (voided.transfer.kind, voided.transfer.amount_micros) == ("VOID", 3 * USD)
     assert voided.charged_micros == 0
-    for again in (services.void(run=run, outcome="FAILED"), services.settle(run=run, charge_micros=USD, outcome="FAILED")):
+    for again in (
+        services.void(run=run, outcome="FAILED"),
+        services.settle(run=run, charge_micros=USD, outcome="FAILED"),
+    ):
         assert again.result == Finalization.ALREADY_VOIDED
         assert again.transfer.pk == voided.transfer.pk
     assert columns(account) == (10 * USD, 0, 0)
@@ -282,7 +285,9 @@ def test_tenant_open_with_a_bad_plan_leaves_nothing_behind(db):
 def test_balances_recomputed_from_transfers_match_the_columns(funded_account):
     account = funded_account(usd=10)
     settled = reserved_run(account, 2 * USD)
-    record_outcome(settled, services.settle(run=settled, charge_micros=700_000, outcome="FAILED").transfer)
+    record_outcome(
+        settled, services.settle(run=settled, charge_micros=700_000, outcome="FAILED").transfer
+    )
     voided = reserved_run(account, USD)
     record_outcome(voided, services.void(run=voided, outcome="FAILED").transfer)
     reserved_run(account, 3 * USD)

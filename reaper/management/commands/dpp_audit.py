@@ -13,7 +13,7 @@ from reaper.audit import INVARIANTS, run_audit
 
 
 class Command(BaseCommand):
-    help = "Audit the ledger against docs/design.md §3 invariants 1-5. Exit 1 on any violation."
+    help = "Audit the ledger against docs/design.md §3 invariants 1-7. Exit 1 on any violation."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--json", action="store_true", help="print one JSON document")
