@@ -114,7 +114,7 @@ _OWN = (
 def initialize(pack_types: list[str] | tuple[str, ...] = ()) -> None:
     """At process start: count every run outcome of every pack from 0, like MONEY_KINDS."""
     for pack_type in pack_types:
-        for status in ("COMPLETED", "FAILED"):
+        for status in ("COMPLETED", "FAILED", "CANCELED"):
             RUNS.labels(pack_type=pack_type, status=status)
 
 
