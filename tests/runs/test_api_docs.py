@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from billing import services as billing
+from billing.models import Transfer
 from runs.models import Run
 from tests.factories import USD, AccountFactory, issue_token
 
@@ -36,8 +37,21 @@ def test_quickstart_commands_run_as_written(live_server, tmp_path):
     )
 
     assert result.returncode == 0, result.stderr + result.stdout
-    assert len(bash_blocks()) >= 5
-    assert '"available_usd":"10.000000"' in result.stdout.replace(" ", "")
-    run = Run.objects.get(tenant=account.tenant)
-    assert str(run.id) in result.stdout
-    assert Run.objects.filter(tenant=account.tenant).count() == 1
+    assert len(bash_blocks()) >= 9
+    output = result.stdout.replace(" ", "")
+    assert '"available_usd":"10.000000"' in output
+    first, second = Run.objects.filter(tenant=account.tenant).order_by("created_at")
+    assert str(first.id) in result.stdout
+    # The cancel example canceled the second run at once and returned its reservation.
+    assert (second.status, second.money_state) == (Run.Status.CANCELED, Run.MoneyState.REFUNDED)
+    assert '"status":"CANCELED","money_state":"REFUNDED"' in output
+    void = Transfer.objects.get(run=second, kind=Transfer.Kind.VOID)
+    assert f'"id":{void.id},"kind":"VOID"' in output
+    # The statement as CSV, and the usage as JSON then CSV.
+    assert re.search(
+        r"id,kind,amount_usd,run_id,reason,created_at,available_usd_after\n"
+        rf"{second.transfers.get(kind='RESERVE').id},RESERVE,0\.050000,{second.id},",
+        result.stdout,
+    )
+    assert '"runs_submitted":2,"runs_completed":0,"runs_failed":0,"runs_canceled":1' in output
+    assert "date,runs_submitted,runs_completed,runs_failed,runs_canceled,spent_usd," in output
