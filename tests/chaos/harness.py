@@ -172,6 +172,7 @@ class Books:
     runs: int
     completed: int
     failed: int
+    canceled: int
     refunded: int
     audit_required: int
     credits: int
@@ -185,7 +186,8 @@ class Books:
     def line(self, scenario: str) -> str:
         return (
             f"{scenario}: runs={self.runs} completed={self.completed} failed={self.failed} "
-            f"refunded={self.refunded} audit_required={self.audit_required} "
+            f"canceled={self.canceled} refunded={self.refunded} "
+            f"audit_required={self.audit_required} "
             f"credits={_usd(self.credits)} charges={_usd(self.charges)} "
             f"pending={_usd(self.pending)} balance={_usd(self.balance)}"
         )
@@ -409,6 +411,11 @@ class Scenario:
             elif run.money_state == Run.MoneyState.REFUNDED:
                 assert run.actual_cost_micros == 0
                 outcome["refunded"] += 1
+            elif run.status == Run.Status.CANCELED:
+                # Canceled while processing: never more than the minimum fee.
+                assert run.money_state == Run.MoneyState.SETTLED
+                assert run.actual_cost_micros == run.minimum_fee_micros == 5_000, run_id
+                outcome["canceled"] += 1
             else:
                 assert (run.status, run.money_state) == (Run.Status.FAILED, "SETTLED")
                 assert run.actual_cost_micros == run.minimum_fee_micros == 5_000, run_id
@@ -437,6 +444,7 @@ class Scenario:
             runs=len(runs),
             completed=outcome["completed"],
             failed=outcome["failed"],
+            canceled=outcome["canceled"],
             refunded=outcome["refunded"],
             audit_required=outcome["audit_required"],
             credits=credits,

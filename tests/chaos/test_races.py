@@ -1,10 +1,12 @@
 """Races: duplicates of the same message, two workers racing for one run, workers racing
-the reaper on leases that lapsed while they were still working, and two reapers (beat and
-worker each) running every scan at once. Each run executes at most as often as it is
-claimed, is repaired once, and settles once."""
+the reaper on leases that lapsed while they were still working, two reapers (beat and
+worker each) running every scan at once, and tenants' cancels racing all of them. Each
+run executes at most as often as it is claimed, is repaired once, and settles once."""
 
+import random
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -263,3 +265,95 @@ def test_two_beat_and_reaper_processes_never_act_twice_on_a_run(scenario: Scenar
         if line.get("message") == "reaper scan":
             actions.update(line["actions"])
     scenario.report(books, expire_scans=expire_scans, actions=dict(actions))
+
+
+def test_cancels_race_workers_the_reaper_and_finalize(scenario: Scenario):
+    """Tenants cancel runs at every moment of their life:
+
+    - inside a pack that never returns: the heartbeat stops it, the worker ends the run;
+    - just before the worker is killed -9: the reaper ends the run once its lease lapses;
+    - at random moments against a healthy worker, twice for some runs: before the claim
+      (refunded whole), while processing (the minimum fee), or after the finish (409);
+    - on runs whose publish never reached the broker, racing the requeue scan that
+      republishes them and the worker that then claims them.
+
+    Each run ends exactly once, each answer agrees with how the run ended, and the money
+    adds up to the micro.
+    """
+    api = scenario.tenant()
+    answers: dict[str, list[tuple[int, dict]]] = {}
+
+    def cancel(run_id: str) -> None:
+        answers.setdefault(run_id, []).append(api.cancel(run_id))
+
+    stuck = scenario.submit(api, 3)
+    stopper = scenario.worker("stopper", fault="stall_in_pack", concurrency=3)
+    scenario.wait_for_markers("in_pack", 3)
+    for run_id in stuck:
+        cancel(run_id)
+    scenario.wait_until(
+        lambda: all(run.status == "CANCELED" for run in scenario.runs(stuck)),
+        timeout=30,
+        what="the heartbeat stopping the stalled packs",
+    )
+    stopper.stop(grace=5)
+    scenario.clear_markers("in_pack")
+
+    orphaned = scenario.submit(api, 3)
+    doomed = scenario.worker("doomed", fault="stall_in_pack", concurrency=3)
+    scenario.wait_for_markers("in_pack", 3)
+    for run_id in orphaned:
+        cancel(run_id)
+    doomed.kill9()
+
+    rng = random.Random(15)
+    scenario.cluster.broker_proxy.down()
+    stranded = scenario.submit(api, 4, sleep_sec=0.4)
+    scenario.cluster.broker_proxy.up()
+    scenario.worker("healthy", concurrency=2)
+    raced = scenario.submit(api, 16, sleep_sec=0.4)
+    twice = set(raced[::4])
+    delays = {run_id: rng.uniform(0, 3) for run_id in raced}
+    delays.update({run_id: rng.uniform(1, 7) for run_id in stranded})
+    raced += stranded
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for run_id in raced:
+            for _ in range(2 if run_id in twice else 1):
+                pool.submit(lambda run_id=run_id: (time.sleep(delays[run_id]), cancel(run_id)))
+    runs = {str(run.id): run for run in scenario.wait_settled(timeout=90)}
+
+    books = scenario.books()
+    for run_id in stuck:
+        assert [status for status, _ in answers[run_id]] == [202]
+        assert runs[run_id].error_detail == "The pack was stopped: the run was canceled."
+    for run_id in orphaned:
+        assert (runs[run_id].status, runs[run_id].money_state) == ("CANCELED", "SETTLED")
+    for run_id, run in runs.items():
+        finished = [
+            kind
+            for kind, _ in scenario.events(run_id)
+            if kind in ("FINALIZED", "CANCELED", "QUEUE_TIMED_OUT")
+        ]
+        assert len(finished) == 1, (run_id, scenario.events(run_id))
+        for status, body in answers[run_id]:
+            if status == 409:
+                assert (run.status, body["run_status"]) == ("COMPLETED", "COMPLETED")
+            elif status == 202:
+                assert (run.status, run.money_state) == ("CANCELED", "SETTLED")
+            else:
+                assert status == 200, body
+                assert run.status == "CANCELED"
+                assert body["money_state"] == run.money_state
+    outcomes = Counter(runs[run_id].status for run_id in raced)
+    reaper_canceled = sum(
+        line["actions"].get("canceled", 0)
+        for line in scenario.reaper_lines()
+        if line.get("message") == "reaper scan"
+    )
+    assert books.completed == outcomes["COMPLETED"]
+    assert books.canceled + books.refunded == 26 - books.completed
+    scenario.report(
+        books,
+        answers=dict(Counter(status for replies in answers.values() for status, _ in replies)),
+        reaper_canceled=reaper_canceled,
+    )

@@ -212,6 +212,10 @@ class HttpApi:
             raise AssertionError(f"GET run answered {status}: {body}")
         return body
 
+    def cancel(self, run_id: str) -> tuple[int, dict[str, Any]]:
+        """POST /v1/runs/{id}/cancel: the status (200, 202 or a 409 problem) and body."""
+        return self.request("POST", f"/v1/runs/{run_id}/cancel")
+
     def download(self, url: str) -> bytes:
         """The bytes behind a result link (an absolute URL, presigned or signed)."""
         with urllib.request.urlopen(url, timeout=30) as response:
