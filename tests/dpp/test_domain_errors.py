@@ -27,6 +27,8 @@ EXPECTED_SLUGS = {
     "dpp.ratelimit.errors.ConcurrencyExceeded": "rate-limited",
     "runs.errors.ResultExpired": "result-expired",
     "runs.errors.SubmissionsPaused": "submissions-paused",
+    "runs.errors.RunNotCancelable": "run-not-cancelable",
+    "billing.errors.InvalidQueryParameters": "invalid-query-parameter",
 }
 
 

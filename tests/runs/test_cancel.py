@@ -172,9 +172,7 @@ def test_cancel_is_in_the_openapi_schema_with_its_answers(api_client, db):
 def _ledger_adds_up(account: Account) -> None:
     account.refresh_from_db()
     runs = Run.objects.filter(tenant=account.tenant)
-    assert account.debits_pending == sum(
-        run.reserved_micros for run in runs if not run.is_terminal
-    )
+    assert account.debits_pending == sum(run.reserved_micros for run in runs if not run.is_terminal)
     assert account.debits_posted == sum(run.actual_cost_micros or 0 for run in runs)
     assert audit() == []
 
@@ -262,7 +260,7 @@ def test_the_admin_action_cancels_through_the_same_service(funded_client, admin_
     )
 
     assert response.status_code == 200
-    message = [str(m) for m in response.context["messages"]][0]
+    [message] = [str(m) for m in response.context["messages"]]
     assert message.startswith("Canceled 1 run(s); cancel requested for 1 processing run(s)")
     assert done in message
     runs = {str(run.id): run for run in Run.objects.filter(id__in=[queued, processing, done])}
