@@ -72,12 +72,14 @@ class Timebox:
     def _armed_in_main_thread(self) -> Iterator[None]:
         previous_handler = signal.signal(signal.SIGALRM, self._expire)
         started = time.monotonic()
-        with self._lock:
-            previous_delay, previous_interval = signal.setitimer(
-                signal.ITIMER_REAL, _INTERRUPT_DELAY_SEC if self.interrupted else self.seconds
-            )
-            self._armed = True
+        previous_delay, previous_interval = 0.0, 0.0
         try:
+            # Armed before the alarm is set: one that fires at once must raise, here too.
+            with self._lock:
+                self._armed = True
+                previous_delay, previous_interval = signal.setitimer(
+                    signal.ITIMER_REAL, _INTERRUPT_DELAY_SEC if self.interrupted else self.seconds
+                )
             yield
         finally:
             with self._lock:

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from runs.timebox import TimeboxExceeded, timebox
+from runs.timebox import CancelRequested, Timebox, TimeboxExceeded, timebox
 
 
 def test_timebox_interrupts_a_pack_that_overruns():
@@ -68,3 +68,61 @@ def test_timebox_outside_the_main_thread_arms_nothing():
     thread.join()
 
     assert outcome == ["finished"]
+
+
+def test_an_interrupt_from_another_thread_stops_the_block_with_cancel_requested():
+    box = Timebox(30)
+    entered = threading.Event()
+    interrupter = threading.Thread(target=lambda: (entered.wait(5), box.interrupt()))
+    interrupter.start()
+    swallowed = []
+
+    def careless_pack() -> None:
+        entered.set()
+        try:
+            time.sleep(30)
+        except Exception as exc:  # a careless pack cannot keep running either
+            swallowed.append(exc)
+
+    with pytest.raises(CancelRequested), box:
+        careless_pack()
+    interrupter.join()
+
+    assert (box.interrupted, swallowed) == (True, [])
+
+
+def test_an_interrupt_before_the_block_stops_it_as_it_starts():
+    box = Timebox(30)
+    box.interrupt()
+
+    with pytest.raises(CancelRequested), box:
+        time.sleep(30)
+
+
+def test_an_interrupt_after_the_block_finished_sets_no_alarm():
+    box = Timebox(30)
+    with box:
+        pass
+
+    box.interrupt()
+    time.sleep(0.1)  # the default SIGALRM action would end the test process here
+
+    # No alarm of ours is pending (pytest-timeout's own may be, far away).
+    remaining, _ = signal.getitimer(signal.ITIMER_REAL)
+    assert remaining == 0 or remaining > 1
+
+
+def test_outside_the_main_thread_an_interrupt_is_only_recorded():
+    box = Timebox(30)
+    outcome = []
+
+    def work() -> None:
+        with box:
+            box.interrupt()
+        outcome.append(box.interrupted)
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+
+    assert outcome == [True]
