@@ -75,10 +75,15 @@ def execute_run(*, run_id: uuid.UUID | str) -> None:
             outcome: Outcome = Completed.from_receipt(receipt)
         else:
             outcome = result
-        finalized = lifecycle.finalize(run_id=run.id, lease_token=lease.token, outcome=outcome)
-        # Lost to a cancel requested since the renewal (to the reaper, this one loses too):
-        # a receipt written for the outcome that lost is nobody's.
-        if not finalized and _cancel(run, lease.token) and isinstance(outcome, Completed):
+        if lifecycle.finalize(run_id=run.id, lease_token=lease.token, outcome=outcome):
+            return
+        # Lost to a cancel requested since the renewal (if it lost to the reaper, there is
+        # nothing more to do): a receipt written for the outcome that lost is nobody's.
+        if (
+            lifecycle.cancel_requested(run_id=run.id, lease_token=lease.token)
+            and _cancel(run, lease.token)
+            and isinstance(outcome, Completed)
+        ):
             _discard_receipt(run)
 
 

@@ -248,11 +248,14 @@ def extend_lease(*, run_id: RunId, lease_token: RunId) -> Renewal:
     made only when it matched nothing.
     """
     now = timezone.now()
-    held = Q(status=Run.Status.PROCESSING, lease_token=lease_token)
     extended = _transition(
         run_id,
         Event.LEASE_EXTENDED,
-        guard=held & Q(cancel_requested_at__isnull=True),
+        guard=Q(
+            status=Run.Status.PROCESSING,
+            lease_token=lease_token,
+            cancel_requested_at__isnull=True,
+        ),
         changes={"lease_expires_at": now + timedelta(seconds=settings.DPP_LEASE_TTL_SEC)},
         now=now,
         lease_token=lease_token,
@@ -260,9 +263,19 @@ def extend_lease(*, run_id: RunId, lease_token: RunId) -> Renewal:
     if extended:
         metrics.WORKER_HEARTBEAT.set_to_current_time()
         return Renewal.HELD
-    if Run.objects.filter(held, id=run_id, cancel_requested_at__isnull=False).exists():
+    if cancel_requested(run_id=run_id, lease_token=lease_token):
         return Renewal.CANCEL_REQUESTED
     return Renewal.LOST
+
+
+def cancel_requested(*, run_id: RunId, lease_token: RunId) -> bool:
+    """Is the run still under this lease, with a cancel to honour? (A read, no transition.)"""
+    return Run.objects.filter(
+        id=run_id,
+        status=Run.Status.PROCESSING,
+        lease_token=lease_token,
+        cancel_requested_at__isnull=False,
+    ).exists()
 
 
 @transaction.atomic(savepoint=False)
