@@ -36,7 +36,7 @@ def backfill(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("billing", "0002_seed_plans"),
+        ("billing", "0003_ledger_bounds"),
         ("runs", "0004_cancel"),
     ]
 
