@@ -40,8 +40,13 @@ def fill_to_the_maximum_balance(account: Account) -> None:
     count = MAX_BALANCE_MICROS // MAX_TRANSFER_MICROS
     with transaction.atomic():
         Transfer.objects.bulk_create(
-            Transfer(account=account, kind=Transfer.Kind.TOPUP, amount_micros=MAX_TRANSFER_MICROS)
-            for _ in range(count)
+            Transfer(
+                account=account,
+                kind=Transfer.Kind.TOPUP,
+                amount_micros=MAX_TRANSFER_MICROS,
+                available_after_micros=(index + 1) * MAX_TRANSFER_MICROS,
+            )
+            for index in range(count)
         )
         Account.objects.filter(pk=account.pk).update(credits_posted=count * MAX_TRANSFER_MICROS)
     account.refresh_from_db()

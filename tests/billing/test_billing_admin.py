@@ -70,8 +70,8 @@ def test_transfer_admin_pages_are_view_only(admin_client: Client, funded_account
 def test_transfer_lists_sign_amounts_as_the_tenant_sees_them(admin_client: Client, funded_account):
     account = funded_account(usd=10)
     charged, voided = reserved_run(account, USD), reserved_run(account, 2 * USD)
-    services.settle(run=charged, charge_micros=9_000)
-    services.void(run=voided)
+    services.settle(run=charged, charge_micros=9_000, outcome="FAILED")
+    services.void(run=voided, outcome="FAILED")
     services.adjust(account=account, amount_micros=-500_000, reason="correction", actor="oncall")
 
     page = admin_client.get(reverse("admin:billing_transfer_changelist")).content.decode()

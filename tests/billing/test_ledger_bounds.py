@@ -101,7 +101,9 @@ def test_spending_makes_room_below_the_maximum_balance_again(funded_account):
     account = funded_account(usd=0)
     fill_to_the_maximum_balance(account)
     run = reserved_run(account, USD)
-    services.settle(run=run, charge_micros=USD)  # $1 spent: the account holds $1 less
+    services.settle(
+        run=run, charge_micros=USD, outcome="FAILED"
+    )  # $1 spent: the account holds $1 less
 
     services.top_up(account=account, amount_micros=USD, reason="back to the maximum")
 
@@ -197,7 +199,12 @@ def test_the_check_constraints_refuse_what_bypasses_the_services(funded_account)
         accounts.update(credits_posted=F("credits_posted") + MAX_BALANCE_MICROS)
     topups = Transfer.objects
     with pytest.raises(IntegrityError, match="transfer_amount_within_bounds"), transaction.atomic():
-        topups.create(account=account, kind=Transfer.Kind.TOPUP, amount_micros=ABSURD_MICROS)
+        topups.create(
+            account=account,
+            kind=Transfer.Kind.TOPUP,
+            amount_micros=ABSURD_MICROS,
+            available_after_micros=0,
+        )
     plans = Plan.objects.filter(name="pilot")
     with pytest.raises(IntegrityError, match="plan_max_cost_within"), transaction.atomic():
         plans.update(max_cost_per_run_micros=ABSURD_MICROS)

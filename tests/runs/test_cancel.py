@@ -268,4 +268,4 @@ def test_the_admin_action_cancels_through_the_same_service(funded_client, admin_
     assert runs[processing].cancel_requested_at is not None
     assert runs[done].status == "FAILED"
     event = runs[queued].events.get(kind="CANCELED")
-    assert event.detail == "CANCELED by admin:admin (refunded)"
+    assert event.detail == f"CANCELED by admin:{response.context['user'].username} (refunded)"
